@@ -1,0 +1,92 @@
+"""One server session: a driver connection that holds at most one lock at a time.
+
+Every statement on a connection goes through :meth:`Session.run` under the session's mutex,
+because DB-API connections are not thread-safe and the keepalive thread shares them with the
+threads that acquire and release. A session that saw a connection-level error is marked
+broken and is never used again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+from .drivers import DriverAdapter
+
+__all__ = ["Session", "SessionLost", "StatementFailed"]
+
+
+class SessionLost(Exception):
+    """Internal: the connection broke; its server session (and any lock) is gone or unusable."""
+
+
+class StatementFailed(Exception):
+    """Internal: the server answered a statement with an error; the connection is fine.
+
+    :param code: the server's error number, if the driver gave one.
+    :param message: the driver's message.
+    """
+
+    def __init__(self, code: Optional[int], message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+class Session:
+    """A driver connection plus what PyMySQLLock knows about it.
+
+    :param adapter: the driver adapter that opened ``raw``.
+    :param raw: the driver's connection.
+    """
+
+    __slots__ = ("_cursor", "adapter", "broken", "connection_id", "mutex", "raw", "returned_at")
+
+    def __init__(self, adapter: DriverAdapter, raw: Any) -> None:
+        self.adapter = adapter
+        self.raw = raw
+        self._cursor = adapter.cursor(raw)
+        self.connection_id = adapter.connection_id(raw)
+        #: Serialises every use of the connection (acquirer, releaser, keepalive).
+        self.mutex = threading.Lock()
+        self.broken = False
+        #: When the session last went back to the idle pool (monotonic seconds).
+        self.returned_at = time.monotonic()
+
+    def __repr__(self) -> str:
+        state = "broken" if self.broken else "open"
+        return f"<Session id={self.connection_id} {state}>"
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> Optional[tuple[Any, ...]]:
+        """Run one statement and return its first row. The caller holds :attr:`mutex`.
+
+        :raises SessionLost: on any connection-level error (the session is then broken).
+        :raises StatementFailed: when the server rejects the statement.
+        """
+        return self._call(self.adapter.query, sql, params)  # type: ignore[no-any-return]
+
+    def run_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement and return all rows; see :meth:`run`."""
+        return self._call(self.adapter.query_all, sql, params)  # type: ignore[no-any-return]
+
+    def _call(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
+        if self.broken:
+            raise SessionLost("the connection was already broken")
+        try:
+            return method(self._cursor, sql, params)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not self.adapter.is_connection_lost(exc):
+                if self.adapter.is_driver_error(exc):
+                    raise StatementFailed(self.adapter.error_code(exc), str(exc)) from exc
+            # Anything else, a KeyboardInterrupt included, interrupted the protocol half-way:
+            # the connection can never be trusted again.
+            self.broken = True
+            if isinstance(exc, Exception):
+                raise SessionLost(str(exc)) from exc
+            raise
+
+    def close(self) -> None:
+        """Close the connection; the server then ends the session and frees its lock."""
+        self.broken = True
+        self.adapter.close(self.raw)

@@ -1,0 +1,430 @@
+"""Adapters for the supported DB-API drivers: PyMySQL, mysql-connector-python and mysqlclient.
+
+Everything that differs between drivers lives here and nowhere else: how to connect (and which
+options make a connection safe to hold a lock: autocommit, ``utf8mb4``, a read timeout, no
+auto-reconnect), how to run one statement, how to tell a lost connection from a server error,
+and how to let go of a connection inherited across ``fork()`` without touching the parent's
+session.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+from .errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
+
+__all__ = [
+    "DRIVER_NAMES",
+    "DriverAdapter",
+    "MySQLConnectorAdapter",
+    "MySQLdbAdapter",
+    "PyMySQLAdapter",
+    "resolve_adapter",
+]
+
+#: Client error codes that mean the connection, and therefore its session, is gone.
+#: 2006 server has gone away, 2013 lost connection during query, 2055 lost connection (with
+#: system error), 1927 (MariaDB) connection was killed, 4031 (MySQL 8.0.24+) disconnected by
+#: the server because of inactivity, 1053 server shutdown in progress.
+_CONNECTION_LOST_CODES = frozenset({2006, 2013, 2055, 1927, 4031, 1053})
+
+ConnectFunction = Callable[..., Any]
+
+
+class DriverAdapter:
+    """What PyMySQLLock needs from a DB-API driver, and how it differs between drivers.
+
+    Subclasses set the class attributes and override the hooks whose driver behaviour differs.
+    An adapter instance belongs to one :class:`~PyMySQLLock.Locker`: it may cache per-locker
+    state (such as PyMySQL's TLS context).
+
+    :param connect: a connect callable to use instead of the driver module's ``connect``
+        (PyMySQLLock 0.2.0's ``mysql_lib_connector``).
+    """
+
+    #: The name users pass as ``driver=``; also the module imported.
+    name: ClassVar[str] = ""
+    #: The pip extra that installs the driver, for error messages.
+    extra: ClassVar[str] = ""
+    #: The connect() keyword that sets the socket read timeout.
+    read_timeout_kwarg: ClassVar[str] = "read_timeout"
+
+    def __init__(self, connect: Optional[ConnectFunction] = None) -> None:
+        self._custom_connect = connect
+        self._module: Any = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} driver={self.name!r}>"
+
+    @property
+    def module(self) -> Any:
+        """The imported driver module.
+
+        :raises DriverNotInstalledError: if it cannot be imported.
+        """
+        if self._module is None:
+            try:
+                self._module = importlib.import_module(self.name)
+            except ImportError as exc:
+                raise DriverNotInstalledError(
+                    f"the {self.name!r} driver is not installed; install it with "
+                    f"'pip install PyMySQLLock[{self.extra}]'"
+                ) from exc
+        return self._module
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
+        """Open a connection suitable for holding a lock.
+
+        :param args: positional arguments for the driver's ``connect()``.
+        :param kwargs: keyword arguments for the driver's ``connect()``; options the user set
+            win over the defaults added here.
+        :param read_timeout: seconds a read may block before the connection counts as lost.
+        :returns: the driver's connection object.
+        """
+        options = self.connect_options(kwargs, read_timeout)
+        return self.connect_function()(*args, **options)
+
+    def connect_function(self) -> ConnectFunction:
+        """:returns: the callable that opens a connection."""
+        if self._custom_connect is not None:
+            return self._custom_connect
+        return self.module.connect  # type: ignore[no-any-return]
+
+    def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
+        """Add the options every lock connection needs, unless the user set them.
+
+        Autocommit keeps a lock connection from holding a transaction open for hours, and
+        ``utf8mb4`` makes the server see exactly the characters of the lock name.
+
+        :param kwargs: the user's keyword arguments.
+        :param read_timeout: the read timeout in seconds.
+        :returns: a new dict.
+        """
+        options = dict(kwargs)
+        options.setdefault("autocommit", True)
+        options.setdefault("charset", "utf8mb4")
+        options.setdefault(self.read_timeout_kwarg, self.encode_read_timeout(read_timeout))
+        return options
+
+    def encode_read_timeout(self, seconds: float) -> Any:
+        """:returns: the read timeout in the form the driver accepts."""
+        return seconds
+
+    def read_timeout(self, kwargs: dict[str, Any]) -> Optional[float]:
+        """:returns: the read timeout the user set in the connect arguments, if any."""
+        value = kwargs.get(self.read_timeout_kwarg)
+        return None if value is None else float(value)
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def cursor(self, raw: Any) -> Any:
+        """:returns: a cursor that may be reused for every statement on ``raw``."""
+        return raw.cursor()
+
+    def query(self, cursor: Any, sql: str, params: Sequence[Any]) -> Optional[tuple[Any, ...]]:
+        """Run one statement and return its first row (the rest is read and dropped).
+
+        :param cursor: a cursor from :meth:`cursor`.
+        :param sql: the statement, with ``%s`` placeholders.
+        :param params: the values for the placeholders, sent through the driver's escaping.
+        :returns: the first row, or ``None`` when there is none.
+        """
+        cursor.execute(sql, tuple(params))
+        rows = cursor.fetchall()
+        return tuple(rows[0]) if rows else None
+
+    def query_all(self, cursor: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement and return all its rows.
+
+        :param cursor: a cursor from :meth:`cursor`.
+        :param sql: the statement, with ``%s`` placeholders.
+        :param params: the values for the placeholders.
+        :returns: the rows.
+        """
+        cursor.execute(sql, tuple(params))
+        return [tuple(row) for row in cursor.fetchall()]
+
+    def close(self, raw: Any) -> None:
+        """Close ``raw``, ignoring every error: a connection being thrown away may be broken."""
+        try:
+            raw.close()
+        except Exception:  # noqa: BLE001, S110 - nothing useful can be done with a close error
+            pass
+
+    # -- facts about a connection -------------------------------------------------------------
+
+    def connection_id(self, raw: Any) -> int:
+        """:returns: the server's id of the connection's session (``CONNECTION_ID()``)."""
+        return int(raw.thread_id())
+
+    def server_version(self, raw: Any) -> str:
+        """:returns: the version string the server announced in its handshake."""
+        version = raw.get_server_info()
+        return version.decode() if isinstance(version, bytes) else str(version)
+
+    def fileno(self, raw: Any) -> Optional[int]:
+        """:returns: the connection's socket file descriptor, or ``None`` when unknown."""
+        return None
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def is_driver_error(self, exc: BaseException) -> bool:
+        """:returns: whether ``exc`` was raised by the driver (a DB-API ``Error``)."""
+        return isinstance(exc, self.module.Error)
+
+    def error_code(self, exc: BaseException) -> Optional[int]:
+        """:returns: the server or client error number carried by ``exc``, if any."""
+        args = getattr(exc, "args", ())
+        if args and isinstance(args[0], int):
+            return args[0]
+        return None
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        """Tell whether ``exc`` means that the connection can no longer be used.
+
+        A socket error or a read timeout leaves the protocol in an unknown state, so both count
+        as lost: the session may still exist on the server, but this client can never use it
+        again.
+
+        :returns: ``True`` when the connection must be thrown away.
+        """
+        if isinstance(exc, (OSError, EOFError)):
+            return True
+        if not self.is_driver_error(exc):
+            return False
+        if isinstance(exc, self.module.InterfaceError):
+            return True
+        return self.error_code(exc) in _CONNECTION_LOST_CODES
+
+    # -- fork ---------------------------------------------------------------------------------
+
+    def detach_after_fork(self, raw: Any) -> bool:
+        """Make a connection inherited from the parent process harmless in the child.
+
+        The child must never send anything on the parent's socket (a ``COM_QUIT`` from a
+        garbage-collected connection would end the parent's session and release its lock).
+        Pointing the child's copy of the descriptor at ``/dev/null`` makes any later close or
+        write go nowhere, while the parent's socket stays open.
+
+        :returns: ``True`` when the connection is now safe to drop, ``False`` when the
+            descriptor is unknown and the object must be kept alive instead.
+        """
+        fd = self.fileno(raw)
+        if fd is None or fd < 0:
+            return False
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+        return True
+
+
+class PyMySQLAdapter(DriverAdapter):
+    """PyMySQL (pure Python).
+
+    PyMySQL 1.2 negotiates TLS in "preferred" mode when no TLS option is given, and builds a new
+    default TLS context (reading the system CA store, about 20 ms) for every connection. The
+    adapter keeps the first such context and hands it to later connections of the same Locker,
+    still in preferred mode, so the TLS behaviour is the one the user asked for.
+    """
+
+    name = "pymysql"
+    extra = "pymysql"
+    _TLS_OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "ssl",
+            "ssl_ca",
+            "ssl_cert",
+            "ssl_key",
+            "ssl_key_password",
+            "ssl_disabled",
+            "ssl_verify_cert",
+            "ssl_verify_identity",
+            "read_default_file",
+            "defer_connect",
+        }
+    )
+
+    def __init__(self, connect: Optional[ConnectFunction] = None) -> None:
+        super().__init__(connect)
+        self._preferred_tls_context: Any = None
+
+    def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
+        """Open a connection, reusing the preferred-mode TLS context when that is safe."""
+        options = self.connect_options(kwargs, read_timeout)
+        reusable = self._custom_connect is None and not (self._TLS_OPTIONS & options.keys())
+        if reusable and self._preferred_tls_context is not None:
+            raw = self.module.connect(
+                *args, ssl=self._preferred_tls_context, defer_connect=True, **options
+            )
+            # Passing a context switches PyMySQL to "TLS required"; the user asked for nothing,
+            # which PyMySQL treats as "preferred", so restore that before connecting.
+            raw._ssl_required = False
+            raw.connect()
+            return raw
+        raw = self.connect_function()(*args, **options)
+        if reusable and getattr(raw, "_ssl_required", True) is False:
+            self._preferred_tls_context = getattr(raw, "ctx", None)
+        return raw
+
+    def fileno(self, raw: Any) -> Optional[int]:
+        """:returns: the socket's descriptor."""
+        sock = getattr(raw, "_sock", None)
+        return None if sock is None else int(sock.fileno())
+
+
+class MySQLdbAdapter(DriverAdapter):
+    """mysqlclient (``MySQLdb``, a C extension over libmysqlclient or libmariadb)."""
+
+    name = "MySQLdb"
+    extra = "mysqlclient"
+
+    def encode_read_timeout(self, seconds: float) -> Any:
+        """:returns: whole seconds, rounded up: the C client takes an unsigned int."""
+        return max(1, math.ceil(seconds))
+
+    def fileno(self, raw: Any) -> Optional[int]:
+        """:returns: the socket's descriptor."""
+        try:
+            return int(raw.fileno())
+        except Exception:  # noqa: BLE001 - a closed connection has no descriptor
+            return None
+
+
+class MySQLConnectorAdapter(DriverAdapter):
+    """mysql-connector-python (pure Python or its C extension)."""
+
+    name = "mysql.connector"
+    extra = "mysql-connector"
+
+    def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
+        """Add the lock-connection options; older releases have no ``read_timeout``."""
+        options = super().connect_options(kwargs, read_timeout)
+        if "read_timeout" not in kwargs and not self._has_read_timeout():
+            # Before read_timeout existed, connection_timeout bounded every socket operation.
+            del options["read_timeout"]
+            options.setdefault("connection_timeout", self.encode_read_timeout(read_timeout))
+        return options
+
+    def _has_read_timeout(self) -> bool:
+        constants = importlib.import_module("mysql.connector.constants")
+        return "read_timeout" in getattr(constants, "DEFAULT_CONFIGURATION", {})
+
+    def encode_read_timeout(self, seconds: float) -> Any:
+        """:returns: whole seconds, rounded up: the connector insists on an int."""
+        return max(1, math.ceil(seconds))
+
+    def connection_id(self, raw: Any) -> int:
+        """:returns: the session id announced in the handshake."""
+        return int(raw.connection_id)
+
+    def server_version(self, raw: Any) -> str:
+        """:returns: the handshake's version string (the property; the method is deprecated)."""
+        return str(raw.server_info)
+
+    def error_code(self, exc: BaseException) -> Optional[int]:
+        """:returns: the connector's ``errno``."""
+        code = getattr(exc, "errno", None)
+        return code if isinstance(code, int) else super().error_code(exc)
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        """Also count the connector's own timeout errors as lost.
+
+        Its ``ReadTimeoutError`` carries errno 3024, which on a server means "statement
+        timeout", so the class must be checked before the code.
+        """
+        errors = importlib.import_module("mysql.connector.errors")
+        timeouts = tuple(
+            getattr(errors, name)
+            for name in ("ReadTimeoutError", "WriteTimeoutError", "ConnectionTimeoutError")
+            if hasattr(errors, name)
+        )
+        if timeouts and isinstance(exc, timeouts):
+            return True
+        if isinstance(exc, errors.OperationalError) and self.error_code(exc) in (-1, None):
+            return True  # "MySQL Connection not available"
+        return super().is_connection_lost(exc)
+
+    def fileno(self, raw: Any) -> Optional[int]:
+        """:returns: the socket's descriptor (pure-Python implementation only)."""
+        stream = getattr(raw, "_socket", None)
+        sock = getattr(stream, "sock", None)
+        return None if sock is None else int(sock.fileno())
+
+
+#: The driver names accepted by ``Locker(driver=...)``, in the order tried by default.
+DRIVER_NAMES: tuple[str, ...] = ("pymysql", "mysql.connector", "MySQLdb")
+_ADAPTERS: dict[str, type[DriverAdapter]] = {
+    "pymysql": PyMySQLAdapter,
+    "mysql.connector": MySQLConnectorAdapter,
+    "MySQLdb": MySQLdbAdapter,
+}
+_ALIASES = {
+    "mysqlconnector": "mysql.connector",
+    "mysql-connector": "mysql.connector",
+    "mysql_connector": "mysql.connector",
+    "mysqldb": "MySQLdb",
+    "mysqlclient": "MySQLdb",
+}
+
+
+def resolve_adapter(
+    driver: Any = None, mysql_lib_connector: Optional[ConnectFunction] = None
+) -> DriverAdapter:
+    """Pick the driver adapter for a :class:`~PyMySQLLock.Locker`.
+
+    :param driver: ``None`` (the first importable of :data:`DRIVER_NAMES`), a driver name, or a
+        :class:`DriverAdapter` instance.
+    :param mysql_lib_connector: a connect callable; the module it comes from picks the adapter.
+    :returns: a new adapter (or the given instance).
+    :raises DriverNotInstalledError: when the driver (or every driver) cannot be imported.
+    :raises InvalidArgumentError: for an unknown driver name or connect callable.
+    :raises InvalidArgumentTypeError: when ``driver`` is neither a name nor an adapter.
+    """
+    if isinstance(driver, DriverAdapter):
+        return driver
+    if mysql_lib_connector is not None:
+        if not callable(mysql_lib_connector):
+            raise InvalidArgumentTypeError("mysql_lib_connector must be a callable")
+        module = getattr(mysql_lib_connector, "__module__", "") or ""
+        for name in DRIVER_NAMES:
+            if module == name or module.startswith(name + "."):
+                adapter = _ADAPTERS[name](mysql_lib_connector)
+                adapter.module  # noqa: B018 - import now so a missing driver fails early
+                return adapter
+        raise InvalidArgumentError(
+            f"mysql_lib_connector comes from module {module!r}; expected a connect function of "
+            f"one of {', '.join(DRIVER_NAMES)}, or pass driver= with an adapter"
+        )
+    if driver is None:
+        for name in DRIVER_NAMES:
+            candidate = _ADAPTERS[name]()
+            try:
+                candidate.module  # noqa: B018
+            except DriverNotInstalledError:
+                continue
+            return candidate
+        raise DriverNotInstalledError(
+            "no MySQL driver is installed; install one with 'pip install PyMySQLLock[pymysql]' "
+            "(or [mysql-connector], [mysqlclient])"
+        )
+    if not isinstance(driver, str):
+        raise InvalidArgumentTypeError(
+            f"driver must be a driver name or a DriverAdapter, not {type(driver).__name__}"
+        )
+    name = _ALIASES.get(driver.lower(), driver)
+    if name not in _ADAPTERS:
+        name = next((known for known in _ADAPTERS if known.lower() == name.lower()), name)
+    if name not in _ADAPTERS:
+        raise InvalidArgumentError(
+            f"unknown driver {driver!r}; choose one of {', '.join(DRIVER_NAMES)}"
+        )
+    adapter = _ADAPTERS[name]()
+    adapter.module  # noqa: B018 - fail in the constructor, not at the first acquire
+    return adapter

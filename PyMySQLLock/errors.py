@@ -1,0 +1,94 @@
+"""The exceptions PyMySQLLock raises.
+
+Every exception derives from :class:`LockError`, so ``except LockError`` catches anything the
+library raises on purpose. Each one also derives from the builtin exception that matches its
+meaning, so code that already handles :class:`TimeoutError`, :class:`ValueError` or
+:class:`ConnectionError` keeps working without knowing about this library.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AcquireInterruptedError",
+    "DeadlockError",
+    "DriverNotInstalledError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "LockAlreadyHeldError",
+    "LockConnectionError",
+    "LockError",
+    "LockListingUnavailableError",
+    "LockLostError",
+    "LockNotHeldError",
+    "LockTimeoutError",
+    "UnsupportedServerError",
+]
+
+
+class LockError(Exception):
+    """Root of every exception raised by PyMySQLLock."""
+
+
+class LockTimeoutError(LockError, TimeoutError):
+    """The lock was not acquired within the timeout (raised by ``with``, never by ``acquire``)."""
+
+
+class LockNotHeldError(LockError, RuntimeError):
+    """An operation needs the lock to be held by this :class:`~PyMySQLLock.Lock`, and it is not."""
+
+
+class LockAlreadyHeldError(LockError, RuntimeError):
+    """``acquire()`` was called on a :class:`~PyMySQLLock.Lock` that holds or is acquiring it.
+
+    A ``Lock`` object is not re-entrant: a second ``GET_LOCK`` on another connection would wait
+    for itself, and one on the same connection would need two releases.
+    """
+
+
+class LockLostError(LockError, RuntimeError):
+    """The lock was held and is no longer: its server session ended or no longer holds it."""
+
+
+class DeadlockError(LockError, RuntimeError):
+    """The server refused to wait because waiting would close a cycle of lock waits.
+
+    MySQL reports error 3058, MariaDB error 1213. The session's transaction is *not* rolled back.
+    """
+
+
+class AcquireInterruptedError(LockError, RuntimeError):
+    """A waiting ``acquire()`` was ended by the server or by :meth:`~PyMySQLLock.Lock.cancel`.
+
+    Examples: ``KILL QUERY`` on the waiting session, ``max_statement_time`` or
+    ``max_execution_time`` expiring during the wait.
+    """
+
+
+class UnsupportedServerError(LockError, RuntimeError):
+    """The server does not support user-level locks in this configuration.
+
+    Examples: error 1235 from some MariaDB Galera releases, 1836 on an Aurora reader.
+    """
+
+
+class LockListingUnavailableError(LockError, RuntimeError):
+    """The server offers no way to list held locks; the message says how to enable one."""
+
+
+class InvalidArgumentError(LockError, ValueError):
+    """A parameter has the right type but a value that is not allowed (empty name, NaN, ...)."""
+
+
+class InvalidArgumentTypeError(LockError, TypeError):
+    """A parameter has the wrong type (a lock name that is not a :class:`str`, ...)."""
+
+
+class DriverNotInstalledError(LockError, ImportError):
+    """The requested (or any supported) database driver cannot be imported."""
+
+
+class LockConnectionError(LockError, ConnectionError):
+    """Connecting to the server failed, or the connection broke while no lock depended on it.
+
+    The driver's own exception is kept as ``__cause__``. Messages never include passwords.
+    """

@@ -1,0 +1,148 @@
+"""The keepalive: one daemon thread per Locker that checks every held lock on its own session.
+
+Each held lock is checked once per refresh interval with a statement that proves the session
+still holds it. The checks are scheduled by due time, so 1,000 locks acquired over a second are
+checked spread over each interval instead of in one burst. The thread starts with the first
+held lock and ends after the last one has been released for :attr:`Keepalive.linger` seconds,
+so a warm acquire/release loop does not pay for a thread start per cycle.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from typing import Optional, Protocol
+
+__all__ = ["Keepalive", "Watched"]
+
+logger = logging.getLogger("PyMySQLLock")
+
+
+class Watched(Protocol):
+    """Something the keepalive checks: in practice a held :class:`~PyMySQLLock.Lock`."""
+
+    def _keepalive_check(self) -> Optional[float]:
+        """Run one check.
+
+        :returns: seconds until the next check, or ``None`` to stop watching.
+        """
+
+
+class Keepalive:
+    """Schedules the checks of one Locker's held locks on a single background thread.
+
+    :param name: the thread's name.
+    :param linger: seconds the thread waits with nothing to watch before it exits.
+    """
+
+    def __init__(self, name: str, linger: float = 1.0) -> None:
+        self.name = name
+        self.linger = linger
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        # (due, sequence, token, watched): the sequence breaks ties so that watched objects are
+        # never compared; the token tells a live entry from one left by an earlier watch().
+        self._heap: list[tuple[float, int, int, Watched]] = []
+        self._tokens: dict[int, int] = {}
+        self._sequence = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = False
+
+    @property
+    def thread(self) -> Optional[threading.Thread]:
+        """The running keepalive thread, if any."""
+        return self._thread
+
+    def watch(self, watched: Watched, first_check_in: float) -> None:
+        """Start checking ``watched``, the first time after ``first_check_in`` seconds.
+
+        :param watched: the object whose ``_keepalive_check`` is called.
+        :param first_check_in: seconds until the first check.
+        """
+        with self._cond:
+            token = next(self._sequence)
+            self._tokens[id(watched)] = token
+            entry = (time.monotonic() + first_check_in, token, token, watched)
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._stopping = False
+                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread = thread
+                thread.start()
+            elif self._heap[0] is entry:
+                self._cond.notify()
+
+    def unwatch(self, watched: Watched) -> None:
+        """Stop checking ``watched``; a check already running finishes.
+
+        Its heap entry is dropped lazily when it comes due, which keeps this O(1).
+        """
+        with self._cond:
+            self._tokens.pop(id(watched), None)
+
+    def stop(self) -> None:
+        """Stop watching everything and end the thread (joined unless called from it)."""
+        with self._cond:
+            self._stopping = True
+            self._heap.clear()
+            self._tokens.clear()
+            thread = self._thread
+            self._cond.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def reset_after_fork(self) -> None:
+        """Forget everything in a forked child: the parent's thread does not exist there."""
+        self._init_state()
+
+    def _live(self, entry: tuple[float, int, int, Watched]) -> bool:
+        return self._tokens.get(id(entry[3])) == entry[2]
+
+    def _next_due(self) -> Optional[tuple[int, Watched]]:
+        """Wait for the next due check; ``None`` means the thread should exit."""
+        idle_since: Optional[float] = None
+        with self._cond:
+            while not self._stopping:
+                while self._heap and not self._live(self._heap[0]):
+                    heapq.heappop(self._heap)
+                now = time.monotonic()
+                if not self._heap:
+                    idle_since = now if idle_since is None else idle_since
+                    if now - idle_since >= self.linger:
+                        break
+                    self._cond.wait(self.linger - (now - idle_since))
+                    continue
+                idle_since = None
+                due, _, token, watched = self._heap[0]
+                if due <= now:
+                    heapq.heappop(self._heap)
+                    return token, watched
+                self._cond.wait(due - now)
+            self._thread = None
+            return None
+
+    def _run(self) -> None:
+        while True:
+            due = self._next_due()
+            if due is None:
+                return
+            token, watched = due
+            try:
+                delay = watched._keepalive_check()
+            except Exception:
+                # A bug must not kill the thread that guards every other lock.
+                logger.exception("keepalive check of %r failed", watched)
+                delay = None
+            with self._cond:
+                if self._tokens.get(id(watched)) != token or self._stopping:
+                    continue
+                if delay is None:
+                    del self._tokens[id(watched)]
+                else:
+                    entry = (time.monotonic() + delay, next(self._sequence), token, watched)
+                    heapq.heappush(self._heap, entry)

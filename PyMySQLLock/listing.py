@@ -1,0 +1,112 @@
+"""Listing the user locks held on a server, which each server exposes differently.
+
+* MySQL 5.7+/8.x: ``performance_schema.metadata_locks`` (the MDL instrument is on by default in
+  8.0, off in 5.7).
+* MariaDB: ``information_schema.METADATA_LOCK_INFO`` when the ``metadata_lock_info`` plugin is
+  installed, else ``performance_schema.metadata_locks`` when the server runs with
+  ``performance_schema=ON`` and the MDL instrument enabled.
+
+Both tables show only granted locks in the forms used here, one row per name, and store at most
+64 characters of a name (PyMySQLLock's names always fit).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .connection import Session, StatementFailed
+from .errors import LockListingUnavailableError
+from .server import MARIADB, ServerInfo
+
+__all__ = ["METADATA_LOCK_INFO", "PERFORMANCE_SCHEMA", "Strategy", "choose"]
+
+
+class Strategy:
+    """One way of listing locks: a query whose rows are lock names.
+
+    :param label: a short name for messages.
+    :param sql: the query.
+    """
+
+    def __init__(self, label: str, sql: str) -> None:
+        self.label = label
+        self.sql = sql
+
+    def __repr__(self) -> str:
+        return f"<listing via {self.label}>"
+
+    def names(self, session: Session) -> list[str]:
+        """:returns: the names the query lists (the caller holds the session's mutex)."""
+        return [_text(row[0]) for row in session.run_all(self.sql) if row[0] is not None]
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+METADATA_LOCK_INFO = Strategy(
+    "information_schema.METADATA_LOCK_INFO",
+    # The lock name is in TABLE_SCHEMA for user locks; LOCK_MODE and LOCK_DURATION vary
+    # between MariaDB releases, so only the type is filtered.
+    "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.METADATA_LOCK_INFO "
+    "WHERE LOCK_TYPE = 'User lock'",
+)
+PERFORMANCE_SCHEMA = Strategy(
+    "performance_schema.metadata_locks",
+    "SELECT DISTINCT OBJECT_NAME FROM performance_schema.metadata_locks "
+    "WHERE OBJECT_TYPE = 'USER LEVEL LOCK' AND LOCK_STATUS = 'GRANTED'",
+)
+_PFS_READY = (
+    "SELECT @@performance_schema, (SELECT ENABLED FROM performance_schema.setup_instruments "
+    "WHERE NAME = 'wait/lock/metadata/sql/mdl')"
+)
+_MDL_INSTRUMENT = (
+    "UPDATE performance_schema.setup_instruments SET ENABLED = 'YES' "
+    "WHERE NAME = 'wait/lock/metadata/sql/mdl'"
+)
+
+
+def _performance_schema_problem(session: Session) -> Optional[str]:
+    """:returns: why ``performance_schema`` cannot list locks, or ``None`` when it can."""
+    try:
+        row = session.run(_PFS_READY)
+    except StatementFailed as failure:
+        return f"performance_schema is not readable ({failure.message})"
+    enabled, instrument = row if row else (0, None)
+    if not enabled or str(enabled).upper() in ("0", "OFF"):
+        return "the server runs with performance_schema=OFF"
+    if str(instrument).upper() != "YES":
+        return (
+            "the metadata lock instrument is disabled (locks taken before enabling it are not "
+            f"listed): {_MDL_INSTRUMENT}"
+        )
+    return None
+
+
+def choose(session: Session, server: ServerInfo) -> Strategy:
+    """Find the listing the server supports.
+
+    :param session: a connection to use (the caller holds its mutex).
+    :param server: the server's flavour.
+    :returns: a working strategy.
+    :raises LockListingUnavailableError: when there is none; the message says how to enable
+        one.
+    """
+    problems = []
+    if server.flavor == MARIADB:
+        try:
+            session.run_all(METADATA_LOCK_INFO.sql + " LIMIT 0")
+        except StatementFailed as failure:
+            problems.append(
+                f"METADATA_LOCK_INFO is missing ({failure.message}); run "
+                "INSTALL SONAME 'metadata_lock_info' (needs INSERT on mysql.plugin)"
+            )
+        else:
+            return METADATA_LOCK_INFO
+    problem = _performance_schema_problem(session)
+    if problem is None:
+        return PERFORMANCE_SCHEMA
+    problems.append(problem)
+    raise LockListingUnavailableError(
+        f"{server.label} offers no way to list locks: " + "; ".join(problems)
+    )

@@ -1,0 +1,378 @@
+"""A named lock held on a dedicated server session.
+
+A :class:`Lock` is handed out by :meth:`PyMySQLLock.Locker.lock`. While held it owns one
+connection, whose session holds the server's ``GET_LOCK``; the Locker's keepalive thread checks
+that session every refresh interval and reports the lock lost as soon as it no longer holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from .connection import Session, SessionLost, StatementFailed
+from .errors import (
+    AcquireInterruptedError,
+    DeadlockError,
+    InvalidArgumentTypeError,
+    LockAlreadyHeldError,
+    LockConnectionError,
+    LockError,
+    LockLostError,
+    LockNotHeldError,
+    LockTimeoutError,
+    UnsupportedServerError,
+)
+from .names import server_name, validate_name
+from .timeouts import FOREVER, chunk_seconds, validate_interval, validate_timeout
+
+if TYPE_CHECKING:
+    from .locker import Locker
+
+__all__ = ["Lock"]
+
+logger = logging.getLogger("PyMySQLLock")
+
+_IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
+#: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
+_POLL_SECONDS = 0.02
+#: Server errors that end an acquire, by class. Both deadlock codes: MySQL 3058, MariaDB 1213.
+_DEADLOCK = frozenset({3058, 1213})
+_INTERRUPTED = frozenset({1317, 3024, 1969})
+_UNSUPPORTED = frozenset({1235, 1836})
+
+_GET_LOCK = "SELECT GET_LOCK(%s, %s)"
+_RELEASE_LOCK = "SELECT RELEASE_LOCK(%s)"
+# One statement, so that a proxy evaluates both sides on the same backend session.
+_STILL_HELD = "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()"
+
+OnLost = Callable[["Lock"], Any]
+
+
+def _acquire_error(name: str, failure: StatementFailed) -> LockError:
+    """Translate a server error from ``GET_LOCK`` into the exception ``acquire()`` raises."""
+    detail = f"acquiring lock {name!r}: server error {failure.code}: {failure.message}"
+    if failure.code in _DEADLOCK:
+        return DeadlockError(f"deadlock {detail}")
+    if failure.code in _INTERRUPTED:
+        return AcquireInterruptedError(f"interrupted {detail}")
+    if failure.code in _UNSUPPORTED:
+        return UnsupportedServerError(f"the server does not support user locks here ({detail})")
+    return LockError(detail)
+
+
+class Lock:
+    """A named lock: mutual exclusion across every process that uses the same server and name.
+
+    Create it with :meth:`PyMySQLLock.Locker.lock`. A ``Lock`` object is not re-entrant, and
+    may be acquired again after it was released.
+
+    :param locker: the Locker whose connections and keepalive the lock uses.
+    :param name: the lock name (any non-empty :class:`str`; see :mod:`PyMySQLLock.names`).
+    :param timeout: the default for :meth:`acquire` and the ``with`` block: ``-1`` waits
+        forever, ``0`` tries once, a positive number waits that many seconds.
+    :param refresh_interval_secs: the default seconds between two keepalive checks.
+    :param on_lost: called as ``on_lost(lock)``, once, when a held lock is found lost.
+    :raises InvalidArgumentTypeError: for a name that is not a :class:`str`, a non-number
+        timeout or interval, or an ``on_lost`` that is not callable.
+    :raises InvalidArgumentError: for an empty name or an out-of-range timeout or interval.
+    """
+
+    def __init__(
+        self,
+        locker: Locker,
+        name: str,
+        *,
+        timeout: float = FOREVER,
+        refresh_interval_secs: float = 10,
+        on_lost: Optional[OnLost] = None,
+    ) -> None:
+        self._name = validate_name(name)
+        self._timeout = validate_timeout(timeout)
+        self._interval = validate_interval(refresh_interval_secs)
+        if on_lost is not None and not callable(on_lost):
+            raise InvalidArgumentTypeError("on_lost must be a callable or None")
+        self._on_lost = on_lost
+        self._locker = locker
+        self._server_name = server_name(self._name, locker.namespace)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()
+        self._state = _IDLE
+        self._session: Optional[Session] = None
+        self._was_lost = False
+        self._held_interval = self._interval
+
+    def _forget_parent(self) -> None:
+        """In a forked child, drop the parent's state: its session is not ours to use."""
+        if self._pid != os.getpid():
+            self._init_state()
+
+    # -- read-only views ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name given to :meth:`~PyMySQLLock.Locker.lock`."""
+        return self._name
+
+    @property
+    def server_name(self) -> str:
+        """The name the server sees: namespaced, and hashed when too long (see :mod:`.names`)."""
+        return self._server_name
+
+    @property
+    def locker(self) -> Locker:
+        """The :class:`~PyMySQLLock.Locker` this lock belongs to."""
+        return self._locker
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lock was held and then lost, since the last :meth:`acquire`."""
+        self._forget_parent()
+        return self._was_lost
+
+    @property
+    def connection_id(self) -> Optional[int]:
+        """The server's id of the session holding the lock (``CONNECTION_ID()``), if held."""
+        self._forget_parent()
+        session = self._session
+        return session.connection_id if session is not None and self._state == _HELD else None
+
+    def locked(self) -> bool:
+        """:returns: whether this object holds the lock and it is not known to be lost."""
+        self._forget_parent()
+        return self._state == _HELD
+
+    def ensure_held(self) -> None:
+        """Raise unless the lock is held; call it before each step of work the lock protects.
+
+        :raises LockLostError: if the lock was held and has been lost.
+        :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+        """
+        self._forget_parent()
+        if self._was_lost:
+            raise LockLostError(f"lock {self._name!r} was lost")
+        if self._state != _HELD:
+            raise LockNotHeldError(f"lock {self._name!r} is not held")
+
+    def __repr__(self) -> str:
+        state = self._state if self._pid == os.getpid() else _IDLE
+        return f"<{type(self).__name__} {self._name!r} {state}>"
+
+    # -- acquire ------------------------------------------------------------------------------
+
+    def acquire(
+        self, timeout: Optional[float] = None, refresh_interval_secs: Optional[float] = None
+    ) -> bool:
+        """Wait for the lock and hold it.
+
+        :param timeout: ``-1`` waits forever, ``0`` tries once, a positive number waits at most
+            that many seconds (fractions are honoured on every server). ``None``: the value
+            given to :meth:`~PyMySQLLock.Locker.lock` (``-1`` unless set).
+        :param refresh_interval_secs: seconds between two keepalive checks while held.
+            ``None``: the value given to :meth:`~PyMySQLLock.Locker.lock` (10 unless set).
+        :returns: ``True`` once held; ``False`` only when the timeout expired.
+        :raises LockAlreadyHeldError: if this object holds the lock or is acquiring it.
+        :raises DeadlockError: if waiting would deadlock with another session.
+        :raises AcquireInterruptedError: if the server ended the wait (``KILL QUERY``, a
+            statement time limit) or :meth:`cancel` was called.
+        :raises LockConnectionError: if the server cannot be reached.
+        :raises InvalidArgumentError: for an out-of-range timeout or interval (before anything
+            is sent).
+        """
+        seconds = self._timeout if timeout is None else validate_timeout(timeout)
+        interval = (
+            self._interval
+            if refresh_interval_secs is None
+            else validate_interval(refresh_interval_secs)
+        )
+        self._forget_parent()
+        with self._mutex:
+            if self._state in (_HELD, _ACQUIRING):
+                raise LockAlreadyHeldError(f"lock {self._name!r} is already {self._state}")
+            self._state = _ACQUIRING
+            self._was_lost = False
+        session: Optional[Session] = None
+        try:
+            session = self._wait(seconds)
+        finally:
+            with self._mutex:
+                if session is None:
+                    self._state = _IDLE
+                else:
+                    self._state = _HELD
+                    self._session = session
+                    self._held_interval = interval
+        if session is None:
+            logger.debug("lock %r not acquired within %s s", self._name, seconds)
+            return False
+        self._locker._lock_held(self, interval)
+        logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
+        return True
+
+    def _wait(self, seconds: float) -> Optional[Session]:
+        """Wait on the server in bounded chunks; return the session holding the lock, or None.
+
+        A chunk never exceeds the connection's read timeout, so an endless wait still notices
+        a dead server; each chunk is one ``GET_LOCK``, so an uncontended acquire is one round
+        trip.
+        """
+        locker = self._locker
+        deadline = time.monotonic() + seconds
+        session, reused = locker._checkout()
+        fractional = locker._fractional_timeouts()
+        while True:
+            remaining = deadline - time.monotonic()
+            chunk = chunk_seconds(remaining, locker._max_wait_chunk, fractional)
+            try:
+                with session.mutex:
+                    row = session.run(_GET_LOCK, (self._server_name, chunk))
+            except SessionLost as lost:
+                locker._discard(session)
+                if reused:
+                    # A pooled connection may have died while idle (server restart,
+                    # wait_timeout): nothing was held on it, so retry once on a new one.
+                    session, reused = locker._checkout(fresh=True)
+                    continue
+                raise LockConnectionError(
+                    f"lost the connection while acquiring lock {self._name!r}: {lost}"
+                ) from lost.__cause__
+            except StatementFailed as failure:
+                locker._checkin(session)
+                raise _acquire_error(self._name, failure) from failure.__cause__
+            except BaseException:
+                locker._discard(session)
+                raise
+            reused = False
+            result = row[0] if row else None
+            if result == 1:
+                return session
+            if result is None:
+                # MariaDB answers NULL without an error when KILL QUERY or a statement time
+                # limit ends the wait; the connection itself is fine.
+                locker._checkin(session)
+                raise AcquireInterruptedError(
+                    f"the server interrupted the wait for lock {self._name!r}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                locker._checkin(session)
+                return None
+            if chunk == 0:
+                time.sleep(min(_POLL_SECONDS, remaining))
+
+    # -- release ------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Release the lock.
+
+        Releasing a lock that was lost only cleans up: the loss was already reported through
+        :attr:`lost`, ``on_lost`` and the log.
+
+        :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+        """
+        self._forget_parent()
+        with self._mutex:
+            if self._state == _LOST:
+                self._state = _IDLE
+                return
+            if self._state != _HELD or self._session is None:
+                raise LockNotHeldError(f"lock {self._name!r} is not held")
+            session = self._session
+            self._session = None
+            self._state = _IDLE
+        self._locker._lock_released(self)
+        try:
+            with session.mutex:
+                row = session.run(_RELEASE_LOCK, (self._server_name,))
+        except (SessionLost, StatementFailed) as exc:
+            self._locker._discard(session)
+            self._report_lost(f"the connection failed during release: {exc}")
+            return
+        if row and row[0] == 1:
+            # RELEASE_LOCK confirmed the session held the lock and now holds nothing (each
+            # session holds one lock, once), so it is safe to hand to the next acquire.
+            self._locker._checkin(session)
+            logger.debug("lock %r released", self._name)
+            return
+        self._locker._discard(session)
+        self._report_lost("the session no longer held it at release")
+
+    # -- loss ---------------------------------------------------------------------------------
+
+    def _keepalive_check(self) -> Optional[float]:
+        """Called by the keepalive thread: prove the session still holds the lock.
+
+        :returns: seconds until the next check, or ``None`` when no longer held.
+        """
+        with self._mutex:
+            session = self._session
+            if self._state != _HELD or session is None or self._pid != os.getpid():
+                return None
+            interval = self._held_interval
+        # Never wait for a connection that a releasing thread is using: the release settles
+        # the question itself, and waiting could delay every other lock's check.
+        if not session.mutex.acquire(blocking=False):
+            return min(interval, 0.05)
+        try:
+            if self._session is not session:
+                return None
+            row = session.run(_STILL_HELD, (self._server_name,))
+            reason = None if row and row[0] == 1 else "the server reports it free or taken"
+        except (SessionLost, StatementFailed) as exc:
+            reason = f"the connection failed: {exc}"
+        finally:
+            session.mutex.release()
+        if reason is None:
+            return interval
+        self._declare_lost(session, reason)
+        return None
+
+    def _declare_lost(self, session: Session, reason: str) -> None:
+        with self._mutex:
+            if self._state != _HELD or self._session is not session:
+                return  # released meanwhile: release() reports what it finds
+            self._state = _LOST
+            self._session = None
+            self._was_lost = True
+        self._locker._lock_released(self)
+        self._locker._discard(session)
+        self._report_lost(reason)
+
+    def _report_lost(self, reason: str) -> None:
+        self._was_lost = True
+        logger.warning("lock %r was lost: %s", self._name, reason)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(self)
+            except Exception:
+                logger.exception("on_lost callback for lock %r raised", self._name)
+
+    # -- context manager ----------------------------------------------------------------------
+
+    def __enter__(self) -> Lock:
+        if not self.acquire():
+            shown = "ever" if math.isinf(self._timeout) else f"{self._timeout} s"
+            raise LockTimeoutError(f"lock {self._name!r} was not acquired within {shown}")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        lost = self.lost
+        self.release()
+        if (lost or self.lost) and exc_type is None:
+            raise LockLostError(
+                f"lock {self._name!r} was lost while the with block ran; "
+                "its work may have overlapped with another holder"
+            )

@@ -1,0 +1,80 @@
+"""Validation of timeouts and intervals, and the plan for waiting on the server.
+
+``GET_LOCK`` differs between servers exactly where timeouts matter: MariaDB answers a negative
+timeout with NULL at once and overflows above about 1.8e10 seconds, MySQL rounds fractions to
+whole seconds. So the library never sends a negative or huge value: every wait is a series of
+bounded server-side waits (chunks) whose length the server can honour.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from .errors import InvalidArgumentError, InvalidArgumentTypeError
+
+__all__ = ["FOREVER", "chunk_seconds", "validate_interval", "validate_timeout"]
+
+#: The ``timeout`` that means "wait until acquired", as in PyMySQLLock 0.2.0.
+FOREVER = -1
+
+
+def _number(value: Any, what: str) -> float:
+    # bool is an int subclass, but acquire(True) is a mistake, not a one-second timeout.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgumentTypeError(f"{what} must be a number, not {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number):
+        raise InvalidArgumentError(f"{what} must not be NaN")
+    return number
+
+
+def validate_timeout(value: Any) -> float:
+    """Check an acquire timeout.
+
+    :param value: ``-1`` (wait forever), ``0`` (try once) or a positive number of seconds.
+    :returns: the timeout in seconds, :data:`math.inf` for "forever".
+    :raises InvalidArgumentTypeError: for a non-number or a bool.
+    :raises InvalidArgumentError: for NaN or a negative number other than -1.
+    """
+    number = _number(value, "timeout")
+    if number == FOREVER:
+        return math.inf
+    if number < 0:
+        raise InvalidArgumentError(
+            f"timeout must be -1 (wait forever), 0 (try once) or positive, not {value!r}"
+        )
+    return number
+
+
+def validate_interval(value: Any) -> float:
+    """Check a keepalive refresh interval.
+
+    :param value: a positive, finite number of seconds.
+    :returns: the interval in seconds.
+    :raises InvalidArgumentTypeError: for a non-number or a bool.
+    :raises InvalidArgumentError: for NaN, infinity, zero or a negative number.
+    """
+    number = _number(value, "refresh_interval_secs")
+    if not 0 < number < math.inf:
+        raise InvalidArgumentError(
+            f"refresh_interval_secs must be a positive, finite number, not {value!r}"
+        )
+    return number
+
+
+def chunk_seconds(remaining: float, max_chunk: float, fractional: bool) -> float:
+    """How long the next server-side wait may be.
+
+    :param remaining: seconds left until the caller's deadline (may be infinite).
+    :param max_chunk: the longest single wait, kept below the connection's read timeout.
+    :param fractional: whether the server honours fractions of a second (MariaDB); MySQL
+        rounds them, so it gets whole seconds and the last fraction is waited by polling.
+    :returns: the wait to send: 0 means "try once".
+    """
+    chunk = min(max(remaining, 0.0), max_chunk)
+    if fractional:
+        # Microseconds are the server's resolution; rounding down never overshoots.
+        return math.floor(chunk * 1e6) / 1e6
+    return float(math.floor(chunk))

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from .errors import (
+    AcquireCancelledError,
     AcquireInterruptedError,
     DeadlockError,
     DriverNotInstalledError,
@@ -21,13 +22,16 @@ from .errors import (
     LockLostError,
     LockNotHeldError,
     LockTimeoutError,
+    PermissionDeniedError,
     UnsupportedServerError,
 )
+from .listing import LockInfo
 from .lock import Lock
 from .locker import Locker
 from .version import __version__
 
 __all__ = [
+    "AcquireCancelledError",
     "AcquireInterruptedError",
     "DeadlockError",
     "DriverNotInstalledError",
@@ -37,11 +41,13 @@ __all__ = [
     "LockAlreadyHeldError",
     "LockConnectionError",
     "LockError",
+    "LockInfo",
     "LockListingUnavailableError",
     "LockLostError",
     "LockNotHeldError",
     "LockTimeoutError",
     "Locker",
+    "PermissionDeniedError",
     "UnsupportedServerError",
     "__version__",
 ]

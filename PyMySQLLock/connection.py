@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .drivers import DriverAdapter
 
@@ -28,7 +29,7 @@ class StatementFailed(Exception):
     :param message: the driver's message.
     """
 
-    def __init__(self, code: Optional[int], message: str) -> None:
+    def __init__(self, code: int | None, message: str) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message
@@ -58,7 +59,7 @@ class Session:
         state = "broken" if self.broken else "open"
         return f"<Session id={self.connection_id} {state}>"
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> Optional[tuple[Any, ...]]:
+    def run(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """Run one statement and return its first row. The caller holds :attr:`mutex`.
 
         :raises SessionLost: on any connection-level error (the session is then broken).
@@ -76,9 +77,12 @@ class Session:
         try:
             return method(self._cursor, sql, params)
         except BaseException as exc:
-            if isinstance(exc, Exception) and not self.adapter.is_connection_lost(exc):
-                if self.adapter.is_driver_error(exc):
-                    raise StatementFailed(self.adapter.error_code(exc), str(exc)) from exc
+            if (
+                isinstance(exc, Exception)
+                and self.adapter.is_driver_error(exc)
+                and not self.adapter.is_connection_lost(exc)
+            ):
+                raise StatementFailed(self.adapter.error_code(exc), str(exc)) from exc
             # Anything else, a KeyboardInterrupt included, interrupted the protocol half-way:
             # the connection can never be trusted again.
             self.broken = True

@@ -9,10 +9,12 @@ session.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable, ClassVar
 
 from .errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
 
@@ -52,7 +54,7 @@ class DriverAdapter:
     #: The connect() keyword that sets the socket read timeout.
     read_timeout_kwarg: ClassVar[str] = "read_timeout"
 
-    def __init__(self, connect: Optional[ConnectFunction] = None) -> None:
+    def __init__(self, connect: ConnectFunction | None = None) -> None:
         self._custom_connect = connect
         self._module: Any = None
 
@@ -115,7 +117,24 @@ class DriverAdapter:
         """:returns: the read timeout in the form the driver accepts."""
         return seconds
 
-    def read_timeout(self, kwargs: dict[str, Any]) -> Optional[float]:
+    def translate_options(self, neutral: dict[str, Any]) -> dict[str, Any]:
+        """Turn driver-neutral ``connect()`` options (from a URL) into this driver's names.
+
+        The neutral names are PyMySQL's: ``host``, ``port``, ``user``, ``password``,
+        ``database``, ``unix_socket``, ``charset``, ``connect_timeout``, ``read_timeout``,
+        ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify_cert``, ``ssl_verify_identity``,
+        ``ssl_disabled``.
+
+        :param neutral: the options.
+        :returns: a new dict for this driver's ``connect()``.
+        """
+        options = dict(neutral)
+        for key in ("connect_timeout", "read_timeout"):
+            if key in options:
+                options[key] = self.encode_read_timeout(float(options[key]))
+        return options
+
+    def read_timeout(self, kwargs: dict[str, Any]) -> float | None:
         """:returns: the read timeout the user set in the connect arguments, if any."""
         value = kwargs.get(self.read_timeout_kwarg)
         return None if value is None else float(value)
@@ -126,7 +145,7 @@ class DriverAdapter:
         """:returns: a cursor that may be reused for every statement on ``raw``."""
         return raw.cursor()
 
-    def query(self, cursor: Any, sql: str, params: Sequence[Any]) -> Optional[tuple[Any, ...]]:
+    def query(self, cursor: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """Run one statement and return its first row (the rest is read and dropped).
 
         :param cursor: a cursor from :meth:`cursor`.
@@ -151,10 +170,9 @@ class DriverAdapter:
 
     def close(self, raw: Any) -> None:
         """Close ``raw``, ignoring every error: a connection being thrown away may be broken."""
-        try:
+        # Nothing useful can be done with an error from closing a connection being dropped.
+        with contextlib.suppress(Exception):
             raw.close()
-        except Exception:  # noqa: BLE001, S110 - nothing useful can be done with a close error
-            pass
 
     # -- facts about a connection -------------------------------------------------------------
 
@@ -167,7 +185,7 @@ class DriverAdapter:
         version = raw.get_server_info()
         return version.decode() if isinstance(version, bytes) else str(version)
 
-    def fileno(self, raw: Any) -> Optional[int]:
+    def fileno(self, raw: Any) -> int | None:
         """:returns: the connection's socket file descriptor, or ``None`` when unknown."""
         return None
 
@@ -177,7 +195,7 @@ class DriverAdapter:
         """:returns: whether ``exc`` was raised by the driver (a DB-API ``Error``)."""
         return isinstance(exc, self.module.Error)
 
-    def error_code(self, exc: BaseException) -> Optional[int]:
+    def error_code(self, exc: BaseException) -> int | None:
         """:returns: the server or client error number carried by ``exc``, if any."""
         args = getattr(exc, "args", ())
         if args and isinstance(args[0], int):
@@ -251,7 +269,7 @@ class PyMySQLAdapter(DriverAdapter):
         }
     )
 
-    def __init__(self, connect: Optional[ConnectFunction] = None) -> None:
+    def __init__(self, connect: ConnectFunction | None = None) -> None:
         super().__init__(connect)
         self._preferred_tls_context: Any = None
 
@@ -273,7 +291,7 @@ class PyMySQLAdapter(DriverAdapter):
             self._preferred_tls_context = getattr(raw, "ctx", None)
         return raw
 
-    def fileno(self, raw: Any) -> Optional[int]:
+    def fileno(self, raw: Any) -> int | None:
         """:returns: the socket's descriptor."""
         sock = getattr(raw, "_sock", None)
         return None if sock is None else int(sock.fileno())
@@ -289,7 +307,29 @@ class MySQLdbAdapter(DriverAdapter):
         """:returns: whole seconds, rounded up: the C client takes an unsigned int."""
         return max(1, math.ceil(seconds))
 
-    def fileno(self, raw: Any) -> Optional[int]:
+    def translate_options(self, neutral: dict[str, Any]) -> dict[str, Any]:
+        """Mysqlclient takes TLS files as an ``ssl`` dict and the checks as ``ssl_mode``."""
+        options = super().translate_options(neutral)
+        files = {
+            short: options.pop(f"ssl_{short}")
+            for short in ("ca", "cert", "key")
+            if f"ssl_{short}" in options
+        }
+        if files:
+            options["ssl"] = files
+        modes = [
+            (options.pop("ssl_disabled", False), "DISABLED"),
+            (options.pop("ssl_verify_identity", False), "VERIFY_IDENTITY"),
+            (options.pop("ssl_verify_cert", False), "VERIFY_CA"),
+        ]
+        mode = next((name for wanted, name in modes if wanted), None)
+        if mode is not None:
+            options["ssl_mode"] = mode
+        elif files:
+            options["ssl_mode"] = "REQUIRED"
+        return options
+
+    def fileno(self, raw: Any) -> int | None:
         """:returns: the socket's descriptor."""
         try:
             return int(raw.fileno())
@@ -328,7 +368,7 @@ class MySQLConnectorAdapter(DriverAdapter):
         """:returns: the handshake's version string (the property; the method is deprecated)."""
         return str(raw.server_info)
 
-    def error_code(self, exc: BaseException) -> Optional[int]:
+    def error_code(self, exc: BaseException) -> int | None:
         """:returns: the connector's ``errno``."""
         code = getattr(exc, "errno", None)
         return code if isinstance(code, int) else super().error_code(exc)
@@ -351,7 +391,7 @@ class MySQLConnectorAdapter(DriverAdapter):
             return True  # "MySQL Connection not available"
         return super().is_connection_lost(exc)
 
-    def fileno(self, raw: Any) -> Optional[int]:
+    def fileno(self, raw: Any) -> int | None:
         """:returns: the socket's descriptor (pure-Python implementation only)."""
         stream = getattr(raw, "_socket", None)
         sock = getattr(stream, "sock", None)
@@ -375,7 +415,7 @@ _ALIASES = {
 
 
 def resolve_adapter(
-    driver: Any = None, mysql_lib_connector: Optional[ConnectFunction] = None
+    driver: Any = None, mysql_lib_connector: ConnectFunction | None = None
 ) -> DriverAdapter:
     """Pick the driver adapter for a :class:`~PyMySQLLock.Locker`.
 

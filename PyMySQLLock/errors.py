@@ -9,6 +9,7 @@ meaning, so code that already handles :class:`TimeoutError`, :class:`ValueError`
 from __future__ import annotations
 
 __all__ = [
+    "AcquireCancelledError",
     "AcquireInterruptedError",
     "DeadlockError",
     "DriverNotInstalledError",
@@ -21,12 +22,16 @@ __all__ = [
     "LockLostError",
     "LockNotHeldError",
     "LockTimeoutError",
+    "PermissionDeniedError",
     "UnsupportedServerError",
 ]
 
 
 class LockError(Exception):
     """Root of every exception raised by PyMySQLLock."""
+
+    #: The server's error number when the server caused the error, else ``None``.
+    server_code: int | None = None
 
 
 class LockTimeoutError(LockError, TimeoutError):
@@ -61,6 +66,17 @@ class AcquireInterruptedError(LockError, RuntimeError):
 
     Examples: ``KILL QUERY`` on the waiting session, ``max_statement_time`` or
     ``max_execution_time`` expiring during the wait.
+    """
+
+
+class AcquireCancelledError(AcquireInterruptedError):
+    """The waiting ``acquire()`` was cancelled by :meth:`~PyMySQLLock.Lock.cancel`."""
+
+
+class PermissionDeniedError(LockError, PermissionError):
+    """The server refused an administrative statement for lack of privilege.
+
+    For example ``KILL`` of another account's session; the message names the privilege needed.
     """
 
 

@@ -14,7 +14,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Optional, Protocol
+from typing import Protocol
 
 __all__ = ["Keepalive", "Watched"]
 
@@ -24,7 +24,7 @@ logger = logging.getLogger("PyMySQLLock")
 class Watched(Protocol):
     """Something the keepalive checks: in practice a held :class:`~PyMySQLLock.Lock`."""
 
-    def _keepalive_check(self) -> Optional[float]:
+    def _keepalive_check(self) -> float | None:
         """Run one check.
 
         :returns: seconds until the next check, or ``None`` to stop watching.
@@ -50,11 +50,11 @@ class Keepalive:
         self._heap: list[tuple[float, int, int, Watched]] = []
         self._tokens: dict[int, int] = {}
         self._sequence = itertools.count()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._stopping = False
 
     @property
-    def thread(self) -> Optional[threading.Thread]:
+    def thread(self) -> threading.Thread | None:
         """The running keepalive thread, if any."""
         return self._thread
 
@@ -103,9 +103,9 @@ class Keepalive:
     def _live(self, entry: tuple[float, int, int, Watched]) -> bool:
         return self._tokens.get(id(entry[3])) == entry[2]
 
-    def _next_due(self) -> Optional[tuple[int, Watched]]:
+    def _next_due(self) -> tuple[int, Watched] | None:
         """Wait for the next due check; ``None`` means the thread should exit."""
-        idle_since: Optional[float] = None
+        idle_since: float | None = None
         with self._cond:
             while not self._stopping:
                 while self._heap and not self._live(self._heap[0]):

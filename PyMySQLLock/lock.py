@@ -13,10 +13,11 @@ import os
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 from .connection import Session, SessionLost, StatementFailed
 from .errors import (
+    AcquireCancelledError,
     AcquireInterruptedError,
     DeadlockError,
     InvalidArgumentTypeError,
@@ -90,7 +91,7 @@ class Lock:
         *,
         timeout: float = FOREVER,
         refresh_interval_secs: float = 10,
-        on_lost: Optional[OnLost] = None,
+        on_lost: OnLost | None = None,
     ) -> None:
         self._name = validate_name(name)
         self._timeout = validate_timeout(timeout)
@@ -106,9 +107,13 @@ class Lock:
         self._pid = os.getpid()
         self._mutex = threading.Lock()
         self._state = _IDLE
-        self._session: Optional[Session] = None
+        self._session: Session | None = None
         self._was_lost = False
         self._held_interval = self._interval
+        # Set by cancel(); the session currently waiting, so cancel() knows what to KILL QUERY.
+        self._cancel_requested = False
+        self._waiting: Session | None = None
+        self._acquire_done = threading.Event()
 
     def _forget_parent(self) -> None:
         """In a forked child, drop the parent's state: its session is not ours to use."""
@@ -139,7 +144,7 @@ class Lock:
         return self._was_lost
 
     @property
-    def connection_id(self) -> Optional[int]:
+    def connection_id(self) -> int | None:
         """The server's id of the session holding the lock (``CONNECTION_ID()``), if held."""
         self._forget_parent()
         session = self._session
@@ -169,7 +174,7 @@ class Lock:
     # -- acquire ------------------------------------------------------------------------------
 
     def acquire(
-        self, timeout: Optional[float] = None, refresh_interval_secs: Optional[float] = None
+        self, timeout: float | None = None, refresh_interval_secs: float | None = None
     ) -> bool:
         """Wait for the lock and hold it.
 
@@ -199,11 +204,15 @@ class Lock:
                 raise LockAlreadyHeldError(f"lock {self._name!r} is already {self._state}")
             self._state = _ACQUIRING
             self._was_lost = False
-        session: Optional[Session] = None
+            self._cancel_requested = False
+            self._acquire_done = threading.Event()
+        session: Session | None = None
         try:
             session = self._wait(seconds)
         finally:
             with self._mutex:
+                self._waiting = None
+                self._acquire_done.set()
                 if session is None:
                     self._state = _IDLE
                 else:
@@ -217,7 +226,7 @@ class Lock:
         logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
         return True
 
-    def _wait(self, seconds: float) -> Optional[Session]:
+    def _wait(self, seconds: float) -> Session | None:
         """Wait on the server in bounded chunks; return the session holding the lock, or None.
 
         A chunk never exceeds the connection's read timeout, so an endless wait still notices
@@ -229,6 +238,14 @@ class Lock:
         session, reused = locker._checkout()
         fractional = locker._fractional_timeouts()
         while True:
+            with self._mutex:
+                self._waiting = session
+                cancelled = self._cancel_requested
+            if cancelled:
+                # A cancelled wait may have been granted in the race, and its session may
+                # carry a pending KILL QUERY: closing it settles both.
+                locker._discard(session)
+                raise AcquireCancelledError(f"acquire of lock {self._name!r} was cancelled")
             remaining = deadline - time.monotonic()
             chunk = chunk_seconds(remaining, locker._max_wait_chunk, fractional)
             try:
@@ -245,6 +262,8 @@ class Lock:
                     f"lost the connection while acquiring lock {self._name!r}: {lost}"
                 ) from lost.__cause__
             except StatementFailed as failure:
+                if self._cancel_requested:
+                    continue  # MySQL reports the KILL QUERY of cancel() as error 1317
                 locker._checkin(session)
                 raise _acquire_error(self._name, failure) from failure.__cause__
             except BaseException:
@@ -252,6 +271,8 @@ class Lock:
                 raise
             reused = False
             result = row[0] if row else None
+            if self._cancel_requested:
+                continue
             if result == 1:
                 return session
             if result is None:
@@ -267,6 +288,30 @@ class Lock:
                 return None
             if chunk == 0:
                 time.sleep(min(_POLL_SECONDS, remaining))
+
+    def cancel(self) -> bool:
+        """Abort an :meth:`acquire` that is waiting in another thread.
+
+        The waiting ``acquire()`` raises :class:`~PyMySQLLock.AcquireCancelledError` promptly;
+        if the server granted the lock in the race, it is released. Returns once that
+        ``acquire()`` has ended.
+
+        :returns: ``True`` if an acquire was waiting, ``False`` if there was none.
+        """
+        self._forget_parent()
+        with self._mutex:
+            if self._state != _ACQUIRING:
+                return False
+            self._cancel_requested = True
+            done = self._acquire_done
+        # The waiter may be between two statements when a KILL QUERY arrives, which the server
+        # then ignores; repeating it until acquire() ends closes that gap.
+        while not done.is_set():
+            waiting = self._waiting
+            if waiting is not None:
+                self._locker._kill_query(waiting.connection_id)
+            done.wait(0.05)
+        return True
 
     # -- release ------------------------------------------------------------------------------
 
@@ -307,7 +352,7 @@ class Lock:
 
     # -- loss ---------------------------------------------------------------------------------
 
-    def _keepalive_check(self) -> Optional[float]:
+    def _keepalive_check(self) -> float | None:
         """Called by the keepalive thread: prove the session still holds the lock.
 
         :returns: seconds until the next check, or ``None`` when no longer held.
@@ -365,9 +410,9 @@ class Lock:
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        traceback: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
         lost = self.lost
         self.release()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from types import TracebackType
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, TypeVar
 
 from . import listing
+from .config import parse_url
 from .connection import Session, SessionLost, StatementFailed
 from .drivers import DriverAdapter, resolve_adapter
 from .errors import (
@@ -17,10 +20,13 @@ from .errors import (
     InvalidArgumentTypeError,
     LockConnectionError,
     LockError,
+    LockTimeoutError,
+    PermissionDeniedError,
 )
 from .keepalive import Keepalive
+from .listing import LockInfo
 from .lock import Lock, OnLost
-from .names import strip_namespace, validate_namespace
+from .names import server_name, strip_namespace, validate_name, validate_namespace
 from .server import ServerInfo
 from .timeouts import FOREVER
 
@@ -39,6 +45,11 @@ _SHOWN_KWARGS = ("host", "port", "unix_socket", "user", "database", "db")
 # Driver connections a forked child inherited but could not make harmless (unknown socket):
 # they are kept alive so that garbage collection never sends COM_QUIT on the parent's socket.
 _FORK_ORPHANS: list[Any] = []
+# ER_NO_SUCH_THREAD: the session to kill is already gone. ER_KILL_DENIED_ERROR: not allowed.
+_NO_SUCH_THREAD = 1094
+_KILL_DENIED = 1095
+_ON_BUSY = ("wait", "skip", "raise")
+F = TypeVar("F", bound=Callable[..., Any])
 _LOCKERS: weakref.WeakSet[Locker] = weakref.WeakSet()
 
 
@@ -80,8 +91,8 @@ class Locker:
         self,
         *args: Any,
         driver: Any = None,
-        namespace: Optional[str] = None,
-        mysql_lib_connector: Optional[Callable[..., Any]] = None,
+        namespace: str | None = None,
+        mysql_lib_connector: Callable[..., Any] | None = None,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
         **connect_kwargs: Any,
@@ -104,8 +115,8 @@ class Locker:
         self._read_timeout = self._adapter.read_timeout(connect_kwargs) or float(ping_timeout)
         # A server-side wait must end (and answer) before the read timeout fires.
         self._max_wait_chunk = max(self._read_timeout - 1.5, self._read_timeout / 2)
-        self._server: Optional[ServerInfo] = None
-        self._listing: Optional[listing.Strategy] = None
+        self._server: ServerInfo | None = None
+        self._listing: listing.Strategy | None = None
         self._init_state()
         self._closed = False
         _LOCKERS.add(self)
@@ -118,6 +129,23 @@ class Locker:
         self._in_use: set[Session] = set()
         self._held: set[Lock] = set()
         self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}")
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Locker:
+        """Make a Locker from a URL such as ``mysql+pymysql://user:pw@host:3306/db``.
+
+        See :mod:`PyMySQLLock.config` for the schemes and query options.
+
+        :param url: the URL; the password in it may be percent-encoded.
+        :param kwargs: more Locker or ``connect()`` arguments; they win over the URL's.
+        :returns: a connected Locker.
+        """
+        settings = parse_url(url)
+        adapter = resolve_adapter(kwargs.pop("driver", settings.driver))
+        options: dict[str, Any] = dict(settings.locker_options)
+        options.update(adapter.translate_options(settings.connect_kwargs))
+        options.update(kwargs)
+        return cls(driver=adapter, **options)
 
     def __repr__(self) -> str:
         shown = " ".join(
@@ -136,10 +164,10 @@ class Locker:
     @property
     def server(self) -> ServerInfo:
         """The server's flavour and version, learned from the first connection."""
-        if self._server is None:  # pragma: no cover - set by the constructor's connection
-            self._checkin(self._checkout()[0])
-        assert self._server is not None
-        return self._server
+        server = self._server
+        if server is None:  # pragma: no cover - the constructor's connection sets it
+            raise LockError("the server is not known yet")
+        return server
 
     @property
     def closed(self) -> bool:
@@ -152,7 +180,7 @@ class Locker:
         *,
         timeout: float = FOREVER,
         refresh_interval_secs: float = 10,
-        on_lost: Optional[OnLost] = None,
+        on_lost: OnLost | None = None,
     ) -> Lock:
         """Make a lock object for ``name``; nothing is sent to the server until it is acquired.
 
@@ -197,6 +225,173 @@ class Locker:
         shown = (strip_namespace(name, self.namespace) for name in names)
         return list(dict.fromkeys(name for name in shown if name is not None))
 
+    def holder(self, name: str) -> int | None:
+        """Ask the server who holds ``name``.
+
+        :param name: the lock name (as given to :meth:`lock`).
+        :returns: the holder's connection id (``CONNECTION_ID()``), or ``None`` if free.
+        """
+        row = self._admin("SELECT IS_USED_LOCK(%s)", (self._server_name(name),))
+        return None if not row or row[0][0] is None else int(row[0][0])
+
+    def is_locked(self, name: str) -> bool:
+        """:returns: whether any session on the server holds ``name`` right now."""
+        return self.holder(name) is not None
+
+    def list_locks(self) -> list[LockInfo]:
+        """List the locks held on the server with their holders.
+
+        With a namespace, only that namespace's locks. User, host and age are filled in where
+        the server shows them to this account.
+
+        :returns: one :class:`~PyMySQLLock.LockInfo` per held lock.
+        :raises LockListingUnavailableError: if the server exposes no lock listing.
+        """
+        session, _ = self._checkout()
+        try:
+            with session.mutex:
+                if self._listing is None:
+                    self._listing = listing.choose(session, self.server)
+                rows = self._listing.details(session)
+        except SessionLost as lost:
+            self._discard(session)
+            raise LockConnectionError(f"lost the connection while listing locks: {lost}") from (
+                lost.__cause__
+            )
+        except StatementFailed as failure:
+            self._checkin(session)
+            self._listing = None
+            raise LockError(f"listing locks failed: {failure.message}") from failure.__cause__
+        except BaseException:
+            self._checkin(session)
+            raise
+        self._checkin(session)
+        found: dict[str, LockInfo] = {}
+        for stored, connection_id, user, host, held_ms in rows:
+            shown = strip_namespace(stored, self.namespace)
+            if shown is not None and stored not in found:
+                held_for = None if held_ms is None else float(held_ms) / 1000
+                found[stored] = LockInfo(
+                    shown,
+                    stored,
+                    connection_id,
+                    None if user is None else str(user),
+                    None if host is None else str(host),
+                    held_for,
+                )
+        return list(found.values())
+
+    def force_release(self, name: str) -> bool:
+        """Free ``name`` by ending the session that holds it (``KILL CONNECTION``).
+
+        The holder's process learns of it through its own lost-lock detection. The session id
+        is read from the server just before, never taken from the caller.
+
+        :param name: the lock name.
+        :returns: ``True`` if a holder was killed, ``False`` if the lock was free.
+        :raises PermissionDeniedError: if this account may not kill the holder's session
+            (MySQL needs ``CONNECTION_ADMIN`` or ``SUPER``, MariaDB ``CONNECTION ADMIN`` or
+            ``SUPER``, for another account's session).
+        """
+        holder = self.holder(name)
+        if holder is None:
+            return False
+        try:
+            self._admin("KILL CONNECTION %s", (int(holder),))
+        except PermissionDeniedError:
+            raise
+        except LockError as exc:
+            if exc.server_code != _NO_SUCH_THREAD:
+                raise
+        # KILL returns before the killed session has let go of its locks on some servers.
+        deadline = time.monotonic() + self._read_timeout
+        while self.holder(name) == holder and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return True
+
+    def synchronized(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        on_busy: str = "wait",
+        refresh_interval_secs: float = 10,
+    ) -> Callable[[F], F]:
+        """Decorate a function so that each call runs while holding ``name``.
+
+        Made for scheduled jobs run by several hosts: with ``on_busy="skip"`` one instance
+        runs the job and the others return ``None`` at once.
+
+        :param name: the lock name.
+        :param timeout: how long a call waits for the lock; default ``-1`` (forever) for
+            ``"wait"``, ``0`` (try once) for ``"skip"`` and ``"raise"``.
+        :param on_busy: what a call does when the lock is not acquired in time: ``"wait"``
+            and ``"raise"`` raise :class:`~PyMySQLLock.LockTimeoutError`, ``"skip"`` returns
+            ``None`` without calling the function.
+        :param refresh_interval_secs: keepalive interval while the function runs.
+        :returns: the decorator.
+        :raises InvalidArgumentError: for an unknown ``on_busy``.
+        """
+        if on_busy not in _ON_BUSY:
+            raise InvalidArgumentError(f"on_busy must be one of {', '.join(_ON_BUSY)}")
+        if timeout is None:
+            timeout = -1 if on_busy == "wait" else 0
+        self.lock(name, timeout=timeout, refresh_interval_secs=refresh_interval_secs)
+
+        def decorator(function: F) -> F:
+            @functools.wraps(function)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                lock = self.lock(name, timeout=timeout, refresh_interval_secs=refresh_interval_secs)
+                if not lock.acquire():
+                    if on_busy == "skip":
+                        logger.info("skipped %s: lock %r is busy", function.__qualname__, name)
+                        return None
+                    raise LockTimeoutError(f"lock {name!r} is busy")
+                with _Held(lock):
+                    return function(*args, **kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        return decorator
+
+    def _server_name(self, name: str) -> str:
+        return server_name(validate_name(name), self.namespace)
+
+    def _admin(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run one statement on an idle connection and translate its errors."""
+        session, _ = self._checkout()
+        try:
+            with session.mutex:
+                rows = session.run_all(sql, params)
+        except SessionLost as lost:
+            self._discard(session)
+            raise LockConnectionError(f"lost the connection: {lost}") from lost.__cause__
+        except StatementFailed as failure:
+            self._checkin(session)
+            error: LockError
+            if failure.code == _KILL_DENIED:
+                error = PermissionDeniedError(
+                    f"{failure.message} (killing another account's session needs "
+                    "CONNECTION_ADMIN or SUPER on MySQL, CONNECTION ADMIN or SUPER on MariaDB)"
+                )
+            else:
+                error = LockError(f"server error {failure.code}: {failure.message}")
+            error.server_code = failure.code
+            raise error from failure.__cause__
+        except BaseException:
+            self._discard(session)
+            raise
+        self._checkin(session)
+        return rows
+
+    def _kill_query(self, connection_id: int) -> None:
+        """End the statement running on session ``connection_id`` (for :meth:`Lock.cancel`)."""
+        try:
+            self._admin("KILL QUERY %s", (int(connection_id),))
+        except LockError as exc:
+            if exc.server_code != _NO_SUCH_THREAD:
+                raise
+
     def _list_names(self, session: Session) -> list[str]:
         """Run the server's lock listing; re-choose it once if the cached one stopped working."""
         for attempt in (1, 2):
@@ -239,9 +434,9 @@ class Locker:
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        traceback: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -349,3 +544,21 @@ class Locker:
             if not self._adapter.detach_after_fork(session.raw):
                 _FORK_ORPHANS.append(session.raw)
         self._init_state()
+
+
+class _Held:
+    """Release an acquired lock at the end of a block, with the ``with`` block's semantics."""
+
+    def __init__(self, lock: Lock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> Lock:
+        return self._lock
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._lock.__exit__(exc_type, exc, traceback)

@@ -14,7 +14,7 @@ hashed, so a namespace's names can always be listed by prefix.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional
+from typing import Any
 
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
 
@@ -43,8 +43,11 @@ MAX_NAMESPACE_CHARS = 20
 
 
 def _is_safe(char: str) -> bool:
-    """A character both servers store as is: no NUL (MariaDB cuts the name there), no
-    surrogate (not encodable), nothing outside the BMP (MySQL rejects 4-byte characters)."""
+    """Tell whether both servers store ``char`` as is.
+
+    Not NUL (MariaDB cuts the name there), not a surrogate (not encodable), nothing outside
+    the BMP (MySQL rejects 4-byte characters).
+    """
     code = ord(char)
     return code != 0 and not 0xD800 <= code <= 0xDFFF and code <= 0xFFFF
 
@@ -69,7 +72,7 @@ def validate_name(name: Any) -> str:
     return name
 
 
-def validate_namespace(namespace: Any) -> Optional[str]:
+def validate_namespace(namespace: Any) -> str | None:
     """Check a namespace given to :class:`~PyMySQLLock.Locker`.
 
     :param namespace: ``None`` or the namespace.
@@ -94,7 +97,7 @@ def validate_namespace(namespace: Any) -> Optional[str]:
     return namespace
 
 
-def server_name(name: str, namespace: Optional[str] = None) -> str:
+def server_name(name: str, namespace: str | None = None) -> str:
     """Map a (valid) user name to the name sent to the server.
 
     :param name: the name, already checked by :func:`validate_name`.
@@ -113,7 +116,7 @@ def server_name(name: str, namespace: Optional[str] = None) -> str:
     return f"{prefix}{readable}{HASH_MARK}{digest[:_HASH_HEX_DIGITS]}"
 
 
-def strip_namespace(stored: str, namespace: Optional[str]) -> Optional[str]:
+def strip_namespace(stored: str, namespace: str | None) -> str | None:
     """Turn a name read from the server back into the form users see.
 
     :param stored: a name as the server lists it.

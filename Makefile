@@ -1,0 +1,126 @@
+# PyMySQLLock developer tasks (GNU make).  `make` or `make help` lists them.
+#
+# Everything runs from a virtualenv in $(VENV) that `make` creates and keeps up
+# to date: the project is (re)installed only when setup.cfg or setup.py change.
+# The test suite starts its own throwaway MariaDB server; nothing here starts one.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+VENV ?= .venv
+PYTHON ?= python3
+EXTRAS ?= test,lint,docs
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+STRESS_ARGS ?=
+
+BIN := $(VENV)/bin
+VPY := $(BIN)/python
+STAMP := $(VENV)/.installed
+INSTALL_DEPS := setup.cfg setup.py $(wildcard pyproject.toml)
+SRC_DIRS := $(wildcard PyMySQLLock tests benchmarks)
+
+# Never prompt: CI has no stdin.
+export DEBIAN_FRONTEND := noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+PIP := $(VPY) -m pip install --quiet --progress-bar off
+
+.PHONY: help bootstrap sysdeps install test lint type docs bench demo stress dist clean distclean
+
+help: ## Show this list of targets
+	@echo "usage: make <target> [VENV=$(VENV)] [PYTHON=$(PYTHON)] [PYTEST_ARGS='...']"
+	@awk 'BEGIN {FS = ":.*## "} \
+		/^##@ / {printf "\n%s\n", substr($$0, 5); next} \
+		/^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
+
+##@ Setup
+
+sysdeps: ## Install MariaDB server, its client library and pkg-config when missing (apt, as root)
+	@export PATH="$$PATH:/usr/local/sbin:/usr/sbin:/sbin"; \
+	missing=""; \
+	command -v mariadbd >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
+	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
+	{ pkg-config --exists libmariadb 2>/dev/null || dpkg -s libmariadb-dev >/dev/null 2>&1; } \
+		|| missing="$$missing libmariadb-dev"; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "==> installing system packages:$$missing"; \
+			apt-get update -qq; \
+			apt-get install -y -qq --no-install-recommends $$missing; \
+		else \
+			echo "error: missing system packages:$$missing" >&2; \
+			echo "       install them as root, then run make again:" >&2; \
+			echo "         sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+
+$(STAMP): $(INSTALL_DEPS) | $(VPY)
+	$(PIP) -e '.[$(EXTRAS)]'
+	@touch $@
+
+$(VENV)/.installed-bench: $(INSTALL_DEPS) | $(STAMP)
+	$(PIP) -e '.[$(EXTRAS),bench]'
+	@touch $@
+
+$(VENV)/.installed-dist: | $(VPY)
+	$(PIP) build twine
+	@touch $@
+
+bootstrap: sysdeps $(STAMP) ## System packages, virtualenv and editable install (only what is missing)
+
+install: bootstrap ## Same as bootstrap: make the dev environment ready
+
+##@ Checks
+
+lint: bootstrap ## ruff check and ruff format --check
+	$(BIN)/ruff check $(SRC_DIRS)
+	$(BIN)/ruff format --check $(SRC_DIRS)
+
+type: bootstrap ## mypy --strict on the package
+	$(BIN)/mypy --strict PyMySQLLock
+
+test: bootstrap lint type ## lint + type, then the full test suite (PYTEST_ARGS=... to narrow)
+	@echo "$(VPY) -m pytest $(PYTEST_ARGS)"
+	@rc=0; $(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ "$$rc" -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
+	exit "$$rc"
+
+docs: bootstrap ## Build the HTML docs into docs/_build/html (warnings are errors)
+	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+
+##@ Running
+
+bench: sysdeps $(VENV)/.installed-bench ## Run the benchmarks (BENCH_ARGS=...)
+	$(VPY) -m benchmarks $(BENCH_ARGS)
+
+demo: bootstrap ## Run the command-line demo
+	$(BIN)/pymysqllock demo
+
+stress: bootstrap ## Run the stress driver (STRESS_ARGS=...)
+	$(VPY) -m tests.stress $(STRESS_ARGS)
+
+##@ Packaging and cleanup
+
+dist: $(VENV)/.installed-dist ## Build sdist and wheel into dist/ and check them with twine
+	rm -rf dist build
+	$(VPY) -m build
+	$(BIN)/twine check --strict dist/*
+
+clean: ## Remove build artifacts, caches and docs/_build (keeps the virtualenv)
+	rm -rf build dist .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		htmlcov .coverage .coverage.* docs/_build
+	find . \( -path ./.git -o -path './$(VENV)' -o -path ./.tox \) -prune \
+		-o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and also remove the virtualenv and .tox
+	rm -rf '$(VENV)' .tox

@@ -1,0 +1,122 @@
+"""Connection settings from URLs: ``mysql://user:password@host:port/database?option=value``.
+
+Accepted schemes: ``mysql`` (driver chosen as by ``Locker(driver=None)``), and the
+SQLAlchemy-style ``mysql+pymysql``, ``mysql+mysqlconnector`` and ``mysql+mysqldb`` (also
+``mariadb`` and ``mariadb+...``), whose suffix picks the driver. User and password are
+URL-decoded, so a password with ``@``, ``:`` or ``/`` is written percent-encoded.
+
+Query options (the same names for every driver; the driver adapter translates them):
+``unix_socket``, ``charset``, ``connect_timeout``, ``read_timeout``, ``ssl_ca``, ``ssl_cert``,
+``ssl_key``, ``ssl_verify_cert``, ``ssl_verify_identity``, ``ssl_disabled``, plus the Locker's
+own ``namespace``, ``ping_timeout`` and ``pool_size``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import InvalidArgumentError, InvalidArgumentTypeError
+
+__all__ = ["ConnectionSettings", "parse_url"]
+
+_SCHEME_DRIVERS = {
+    "": None,
+    "pymysql": "pymysql",
+    "mysqlconnector": "mysql.connector",
+    "mysqldb": "MySQLdb",
+    "mysqlclient": "MySQLdb",
+}
+_NUMBER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "ping_timeout"})
+_BOOL_OPTIONS = frozenset({"ssl_verify_cert", "ssl_verify_identity", "ssl_disabled"})
+_TEXT_OPTIONS = frozenset({"unix_socket", "charset", "ssl_ca", "ssl_cert", "ssl_key", "namespace"})
+_LOCKER_OPTIONS = frozenset({"namespace", "ping_timeout", "pool_size"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass
+class ConnectionSettings:
+    """What a URL says: the driver, ``connect()`` keyword arguments and Locker options.
+
+    :param driver: the driver name, or ``None`` for the default choice.
+    :param connect_kwargs: driver-neutral ``connect()`` arguments.
+    :param locker_options: ``namespace``, ``ping_timeout``, ``pool_size`` when given.
+    """
+
+    driver: str | None = None
+    connect_kwargs: dict[str, Any] = field(default_factory=dict)
+    locker_options: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k == "password" else v) for k, v in self.connect_kwargs.items()}
+        return f"ConnectionSettings(driver={self.driver!r}, connect_kwargs={shown!r})"
+
+
+def _option(key: str, value: str) -> Any:
+    if key in _BOOL_OPTIONS:
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise InvalidArgumentError(f"URL option {key} must be true or false, not {value!r}")
+    if key in _NUMBER_OPTIONS:
+        try:
+            return float(value)
+        except ValueError:
+            raise InvalidArgumentError(f"URL option {key} must be a number") from None
+    if key == "pool_size":
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidArgumentError("URL option pool_size must be an integer") from None
+    if key in _TEXT_OPTIONS:
+        return value
+    known = sorted(_NUMBER_OPTIONS | _BOOL_OPTIONS | _TEXT_OPTIONS | {"pool_size"})
+    raise InvalidArgumentError(f"unknown URL option {key!r}; known options: {', '.join(known)}")
+
+
+def parse_url(url: str) -> ConnectionSettings:
+    """Parse a connection URL.
+
+    :param url: e.g. ``mysql+pymysql://app:s%40cret@db.example:3306/app?ssl_ca=/etc/ca.pem``.
+    :returns: the settings.
+    :raises InvalidArgumentTypeError: if ``url`` is not a :class:`str`.
+    :raises InvalidArgumentError: for an unknown scheme, a bad port or an unknown option; the
+        message never contains the password.
+    """
+    if not isinstance(url, str):
+        raise InvalidArgumentTypeError(f"url must be a str, not {type(url).__name__}")
+    parts = urlsplit(url)
+    base, _, suffix = parts.scheme.lower().partition("+")
+    if base not in ("mysql", "mariadb") or suffix not in _SCHEME_DRIVERS:
+        raise InvalidArgumentError(
+            f"unsupported URL scheme {parts.scheme!r}; use mysql://, mysql+pymysql://, "
+            "mysql+mysqlconnector:// or mysql+mysqldb://"
+        )
+    settings = ConnectionSettings(driver=_SCHEME_DRIVERS[suffix])
+    kwargs = settings.connect_kwargs
+    if parts.username is not None:
+        kwargs["user"] = unquote(parts.username)
+    if parts.password is not None:
+        kwargs["password"] = unquote(parts.password)
+    if parts.hostname:
+        kwargs["host"] = unquote(parts.hostname)
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidArgumentError("the URL's port must be a number from 1 to 65535") from None
+    if port is not None:
+        kwargs["port"] = port
+    database = unquote(parts.path.lstrip("/"))
+    if database:
+        kwargs["database"] = database
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        parsed = _option(key, value)
+        if key in _LOCKER_OPTIONS:
+            settings.locker_options[key] = parsed
+        else:
+            kwargs[key] = parsed
+    return settings

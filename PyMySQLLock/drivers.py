@@ -53,6 +53,8 @@ class DriverAdapter:
     extra: ClassVar[str] = ""
     #: The connect() keyword that sets the socket read timeout.
     read_timeout_kwarg: ClassVar[str] = "read_timeout"
+    #: The connect() keyword that bounds the connection handshake.
+    connect_timeout_kwarg: ClassVar[str] = "connect_timeout"
 
     def __init__(self, connect: ConnectFunction | None = None) -> None:
         self._custom_connect = connect
@@ -111,6 +113,9 @@ class DriverAdapter:
         options.setdefault("autocommit", True)
         options.setdefault("charset", "utf8mb4")
         options.setdefault(self.read_timeout_kwarg, self.encode_read_timeout(read_timeout))
+        # Some drivers wait forever for a handshake by default, and a hung server accepts TCP
+        # connections (the kernel does) without ever answering.
+        options.setdefault(self.connect_timeout_kwarg, self.encode_read_timeout(read_timeout))
         return options
 
     def encode_read_timeout(self, seconds: float) -> Any:
@@ -342,6 +347,7 @@ class MySQLConnectorAdapter(DriverAdapter):
 
     name = "mysql.connector"
     extra = "mysql-connector"
+    connect_timeout_kwarg = "connection_timeout"
 
     def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
         """Add the lock-connection options; older releases have no ``read_timeout``."""
@@ -349,7 +355,6 @@ class MySQLConnectorAdapter(DriverAdapter):
         if "read_timeout" not in kwargs and not self._has_read_timeout():
             # Before read_timeout existed, connection_timeout bounded every socket operation.
             del options["read_timeout"]
-            options.setdefault("connection_timeout", self.encode_read_timeout(read_timeout))
         return options
 
     def _has_read_timeout(self) -> bool:

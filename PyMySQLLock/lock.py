@@ -30,6 +30,7 @@ from .errors import (
     UnsupportedServerError,
 )
 from .names import server_name, validate_name
+from .server import UNSUPPORTED_CAUSES
 from .timeouts import FOREVER, chunk_seconds, validate_interval, validate_timeout
 
 if TYPE_CHECKING:
@@ -42,10 +43,11 @@ logger = logging.getLogger("PyMySQLLock")
 _IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
 #: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
 _POLL_SECONDS = 0.02
+#: A pooled connection that fails faster than this was already dead when taken from the pool.
+_DEAD_ON_ARRIVAL_SECONDS = 1.0
 #: Server errors that end an acquire, by class. Both deadlock codes: MySQL 3058, MariaDB 1213.
 _DEADLOCK = frozenset({3058, 1213})
 _INTERRUPTED = frozenset({1317, 3024, 1969})
-_UNSUPPORTED = frozenset({1235, 1836})
 
 _GET_LOCK = "SELECT GET_LOCK(%s, %s)"
 _RELEASE_LOCK = "SELECT RELEASE_LOCK(%s)"
@@ -58,13 +60,17 @@ OnLost = Callable[["Lock"], Any]
 def _acquire_error(name: str, failure: StatementFailed) -> LockError:
     """Translate a server error from ``GET_LOCK`` into the exception ``acquire()`` raises."""
     detail = f"acquiring lock {name!r}: server error {failure.code}: {failure.message}"
+    error: LockError
     if failure.code in _DEADLOCK:
-        return DeadlockError(f"deadlock {detail}")
-    if failure.code in _INTERRUPTED:
-        return AcquireInterruptedError(f"interrupted {detail}")
-    if failure.code in _UNSUPPORTED:
-        return UnsupportedServerError(f"the server does not support user locks here ({detail})")
-    return LockError(detail)
+        error = DeadlockError(f"deadlock {detail}")
+    elif failure.code in _INTERRUPTED:
+        error = AcquireInterruptedError(f"interrupted {detail}")
+    elif failure.code is not None and failure.code in UNSUPPORTED_CAUSES:
+        error = UnsupportedServerError(f"{UNSUPPORTED_CAUSES[failure.code]} ({detail})")
+    else:
+        error = LockError(detail)
+    error.server_code = failure.code
+    return error
 
 
 class Lock:
@@ -246,16 +252,18 @@ class Lock:
                 # carry a pending KILL QUERY: closing it settles both.
                 locker._discard(session)
                 raise AcquireCancelledError(f"acquire of lock {self._name!r} was cancelled")
-            remaining = deadline - time.monotonic()
+            started = time.monotonic()
+            remaining = deadline - started
             chunk = chunk_seconds(remaining, locker._max_wait_chunk, fractional)
             try:
                 with session.mutex:
                     row = session.run(_GET_LOCK, (self._server_name, chunk))
             except SessionLost as lost:
                 locker._discard(session)
-                if reused:
+                if reused and time.monotonic() - started < _DEAD_ON_ARRIVAL_SECONDS:
                     # A pooled connection may have died while idle (server restart,
-                    # wait_timeout): nothing was held on it, so retry once on a new one.
+                    # wait_timeout): nothing was held on it, so retry once on a new one. A
+                    # slow failure (a read timeout) means the server itself is not answering.
                     session, reused = locker._checkout(fresh=True)
                     continue
                 raise LockConnectionError(

@@ -27,7 +27,7 @@ from .keepalive import Keepalive
 from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, strip_namespace, validate_name, validate_namespace
-from .server import ServerInfo
+from .server import PROBE_SQL, ServerInfo
 from .timeouts import FOREVER
 
 __all__ = ["Locker"]
@@ -496,9 +496,28 @@ class Locker:
             ) from exc
         session = Session(self._adapter, raw)
         if self._server is None:
-            self._server = ServerInfo.from_version_string(self._adapter.server_version(raw))
-            logger.debug("connected to %s", self._server.label)
+            self._server = self._probe(session)
         return session
+
+    def _probe(self, session: Session) -> ServerInfo:
+        """Learn the server's flavour and topology once, on the Locker's first connection."""
+        announced = self._adapter.server_version(session.raw)
+        try:
+            rows = session.run_all(PROBE_SQL)
+        except StatementFailed:
+            rows = []  # a proxy may refuse SHOW; the handshake still tells the flavour
+        except SessionLost as lost:
+            session.close()
+            raise LockConnectionError(f"lost the connection to the server: {lost}") from (
+                lost.__cause__
+            )
+        variables = {str(name).lower(): str(value) for name, value in rows}
+        server = ServerInfo.from_version_string(announced, variables)
+        logger.debug("connected to %s (%s)", server.label, announced)
+        for warning in server.warnings():
+            logger.warning("%s: %s", server.label, warning)
+        self._max_wait_chunk = min(self._max_wait_chunk, server.max_wait_seconds)
+        return server
 
     def _target(self) -> str:
         kwargs = self._kwargs

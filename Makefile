@@ -39,11 +39,12 @@ help: ## Show this list of targets
 
 ##@ Setup
 
-sysdeps: ## Install MariaDB server, its client library and pkg-config when missing (apt, as root)
+sysdeps: ## Install MariaDB server, Galera, client library and pkg-config when missing (apt, root)
 	@export PATH="$$PATH:/usr/local/sbin:/usr/sbin:/sbin"; \
 	missing=""; \
 	command -v mariadbd >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
 	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
+	[ -e /usr/lib/galera/libgalera_smm.so ] || missing="$$missing galera-4"; \
 	{ pkg-config --exists libmariadb 2>/dev/null || dpkg -s libmariadb-dev >/dev/null 2>&1; } \
 		|| missing="$$missing libmariadb-dev"; \
 	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \

@@ -20,6 +20,9 @@ __all__ = ["Keepalive", "Watched"]
 
 logger = logging.getLogger("PyMySQLLock")
 
+#: Seconds by which a check may run early to share a wake-up with the one before it.
+_BATCH_WINDOW = 0.05
+
 
 class Watched(Protocol):
     """Something the keepalive checks: in practice a held :class:`~PyMySQLLock.Lock`."""
@@ -38,7 +41,7 @@ class Keepalive:
     :param linger: seconds the thread waits with nothing to watch before it exits.
     """
 
-    def __init__(self, name: str, linger: float = 1.0) -> None:
+    def __init__(self, name: str, linger: float = 0.25) -> None:
         self.name = name
         self.linger = linger
         self._init_state()
@@ -119,7 +122,9 @@ class Keepalive:
                     continue
                 idle_since = None
                 due, _, token, watched = self._heap[0]
-                if due <= now:
+                # Checks due within the window run together, early: one wake-up serves many
+                # locks, which is most of the keepalive's CPU cost with 1,000 locks held.
+                if due <= now + _BATCH_WINDOW:
                     heapq.heappop(self._heap)
                     return token, watched
                 self._cond.wait(due - now)

@@ -1,0 +1,453 @@
+"""Shared fixtures of the PyMySQLLock test suite.
+
+``tests/`` is not a package: pytest puts it on ``sys.path``, so helpers are imported as
+``from server import ...``.
+
+Sections, each under its own banner; add new ones at the end:
+
+1. Database server: the session-scoped ``server``, ``server_factory`` and ``fresh_server`` for
+   destructive tests, and the report header line. Where the session server comes from
+   (``PYMYSQLLOCK_TEST_URL``, ``PYMYSQLLOCK_TEST_CONTAINER`` or installed binaries) is
+   explained in ``tests/server.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from server import (
+    Server,
+    ServerStartError,
+    ThrowawayServer,
+    describe,
+    external_mode,
+    server_from_environment,
+    server_source,
+    throwaway_possible,
+)
+
+# =============================================================================================
+# 1. Database server
+# =============================================================================================
+
+
+class _SessionServer:
+    """The one session server, made on first use.
+
+    The report header is produced before any fixture runs, so both the header hook and the
+    ``server`` fixture go through this cache; whichever comes first starts the server, and
+    ``pytest_unconfigure`` closes it. A failure is remembered, so that every test reports the
+    same clear message instead of retrying a slow start.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: Server | None = None
+        self._error: str | None = None
+
+    def get(self) -> Server:
+        """The session server, started if needed.
+
+        :raises ServerStartError: when it could not be had (now or on an earlier attempt).
+        """
+        with self._lock:
+            if self._server is None and self._error is None:
+                try:
+                    self._server = server_from_environment()
+                except Exception as exc:  # noqa: BLE001 - reported to every test that needs it
+                    self._error = f"{type(exc).__name__}: {exc}"
+            if self._server is None:
+                raise ServerStartError(f"no test server from {server_source()}: {self._error}")
+            return self._server
+
+    def close(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+
+_SESSION_SERVER = _SessionServer()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """``server: MariaDB 10.11.19 (throwaway, /tmp/pymysqllock-abc, port 41234)``."""
+    try:
+        return f"server: {describe(_SESSION_SERVER.get())}"
+    except ServerStartError as exc:
+        # A failing header would abort the whole run, even tests that need no server.
+        first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        return f"server: unavailable ({first_line})"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _SESSION_SERVER.close()
+
+
+@pytest.fixture(scope="session")
+def server() -> Server:
+    """The session's server (throwaway, external or container; see ``tests/server.py``).
+
+    Shared by all tests: do not stop, pause or kill it (use ``fresh_server``). On an external
+    or container server the lifecycle methods skip the test.
+    """
+    try:
+        return _SESSION_SERVER.get()
+    except ServerStartError as exc:
+        message = str(exc)
+    # Outside the except block: no "during handling of the above exception" noise.
+    pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., ThrowawayServer]]:
+    """Make throwaway servers for one test; all are closed after it.
+
+    ``server_factory(start=True, **kwargs)``: the keyword arguments go to
+    :class:`~PyMySQLLock.sandbox.ThrowawayServer` (``performance_schema=True``,
+    ``extra_args=[...]``...). With ``start=False`` the server is returned unstarted.
+    Skipped when the session uses an external server and no server binary is installed.
+    """
+    if not throwaway_possible():
+        message = "needs mariadbd or mysqld installed to start a throwaway server"
+        if external_mode():
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    made: list[ThrowawayServer] = []
+
+    def make(*, start: bool = True, **kwargs: Any) -> ThrowawayServer:
+        server = ThrowawayServer(**kwargs)
+        made.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in made:
+        server.close()
+
+
+@pytest.fixture
+def fresh_server(server_factory: Callable[..., ThrowawayServer]) -> ThrowawayServer:
+    """A started throwaway server of its own, for tests that stop, pause, kill or restart it."""
+    return server_factory()
+
+
+# =============================================================================================
+# 2. Drivers, lockers, lock names, worker threads and the leak check
+# =============================================================================================
+# Every behaviour test of the core suite runs once per driver (the ``driver`` fixture), gets a
+# connected ``locker`` (more from ``make_locker``), a ``lock_name`` no other test uses, ``sql``
+# to run statements as root on a short-lived connection, and ``spawn`` for worker threads whose
+# exceptions reach the test. The autouse ``_no_leaks`` fails any test that leaves a server
+# connection or a thread behind.
+
+import contextlib  # noqa: E402 - section 2 keeps its imports with its code
+import itertools  # noqa: E402
+import re  # noqa: E402
+import secrets  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from PyMySQLLock import Locker  # noqa: E402
+
+#: The ``driver=`` names, and the test ids they get.
+DRIVERS = ("pymysql", "mysql.connector", "MySQLdb")
+DRIVER_IDS = ("pymysql", "connector", "mysqldb")
+#: Seconds a connection closed by a test may take to leave the server's process list.
+DISCONNECT_GRACE = 5.0
+#: Seconds a thread started by a test may take to end after it. The keepalive thread ends about
+#: a second after the last lock was released (at once on ``Locker.close()``).
+THREAD_GRACE = 3.0
+#: Columns of ``information_schema.PROCESSLIST`` shown when a connection leaks.
+_SESSION_COLUMNS = "ID, USER, HOST, DB, COMMAND, TIME, STATE, LEFT(INFO, 120)"
+
+_RUN_TOKEN = secrets.token_hex(2)
+_NAME_NUMBERS = itertools.count(1)
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _make_lock_name(node_name: str) -> str:
+    """``t<run>-<n>-<test name>``: unique in the session, at most 54 characters."""
+    short = _NAME_UNSAFE.sub("_", node_name)[:40]
+    return f"t{_RUN_TOKEN}-{next(_NAME_NUMBERS)}-{short}"
+
+
+@pytest.fixture(params=DRIVERS, ids=DRIVER_IDS)
+def driver(request: pytest.FixtureRequest) -> str:
+    """The driver name given to ``Locker(driver=...)``; every driver is installed in the venv."""
+    return str(request.param)
+
+
+@pytest.fixture
+def sql(server: Server) -> Callable[..., list[tuple[Any, ...]]]:
+    """``sql(statement, params=None)``: run one statement as root on a short-lived connection."""
+    return server.sql
+
+
+@pytest.fixture
+def make_locker(server: Server, driver: str) -> Iterator[Callable[..., Locker]]:
+    """``make_locker(on=None, **kwargs)``: a connected Locker, closed after the test.
+
+    It uses the test's ``driver`` and the connection arguments of ``on`` (default the session
+    server); ``kwargs`` add to or override them (``namespace=``, ``password=``...). With
+    ``mysql_lib_connector=`` the connect function picks the driver instead.
+    """
+    made: list[Locker] = []
+
+    def make(*, on: Any = None, **kwargs: Any) -> Locker:
+        target = server if on is None else on
+        options = {**target.connect_kwargs(), **kwargs}
+        if "mysql_lib_connector" not in options:
+            options.setdefault("driver", driver)
+        new = Locker(**options)
+        made.append(new)
+        return new
+
+    yield make
+    for each in made:
+        each.close()
+
+
+@pytest.fixture
+def locker(make_locker: Callable[..., Locker]) -> Locker:
+    """A Locker on the session server with the test's driver, closed after the test."""
+    return make_locker()
+
+
+@pytest.fixture
+def lock_name(request: pytest.FixtureRequest) -> str:
+    """A lock name no other test uses (at most 54 ASCII characters)."""
+    return _make_lock_name(request.node.name)
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """``unique_name()``: one more lock name no other test (or call) uses."""
+    return lambda: _make_lock_name(request.node.name)
+
+
+@dataclass
+class Traffic:
+    """What reached the server during a ``server_traffic()`` block.
+
+    ``connections``: connections opened (status ``Connections``); ``selects``: ``SELECT``
+    statements run (``Com_select``), over all sessions. The measuring itself is not counted.
+    """
+
+    connections: int = 0
+    selects: int = 0
+
+
+@pytest.fixture
+def server_status(server: Server) -> Callable[..., dict[str, int]]:
+    """``server_status("Connections", ...)``: the server's global status counters by name."""
+
+    def read(*names: str) -> dict[str, int]:
+        marks = ", ".join(["%s"] * len(names))
+        rows = server.sql(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({marks})", names)
+        return {str(name): int(value) for name, value in rows}
+
+    return read
+
+
+@pytest.fixture
+def server_traffic(
+    server_status: Callable[..., dict[str, int]],
+) -> Callable[[], contextlib.AbstractContextManager[Traffic]]:
+    """``with server_traffic() as traffic:``: count connections and SELECTs during the block.
+
+    ``SHOW GLOBAL STATUS`` is not a SELECT, and the one connection opened to read the counters
+    after the block is subtracted. Only meaningful while no keepalive check can run.
+    """
+
+    @contextlib.contextmanager
+    def measure() -> Iterator[Traffic]:
+        before = server_status("Connections", "Com_select")
+        traffic = Traffic()
+        yield traffic
+        after = server_status("Connections", "Com_select")
+        traffic.connections = after["Connections"] - before["Connections"] - 1
+        traffic.selects = after["Com_select"] - before["Com_select"]
+
+    return measure
+
+
+def _sessions(server: Server) -> dict[int, tuple[Any, ...]]:
+    """The server's client sessions of the test account except the asking one, by id."""
+    rows = server.sql(
+        f"SELECT {_SESSION_COLUMNS} FROM information_schema.PROCESSLIST "
+        "WHERE ID <> CONNECTION_ID() AND USER = %s AND COMMAND <> 'Daemon'",
+        (server.user,),
+    )
+    return {int(row[0]): row for row in rows}
+
+
+@pytest.fixture
+def server_sessions(server: Server) -> Callable[[], dict[int, tuple[Any, ...]]]:
+    """``server_sessions()``: the session server's client sessions (but the asking one) by id.
+
+    Each row: ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO (first 120 characters).
+    """
+    return lambda: _sessions(server)
+
+
+@pytest.fixture
+def lock_waiters(server: Server) -> Callable[..., list[int]]:
+    """``lock_waiters(name, count=1, timeout=10)``: wait until ``count`` sessions wait for a lock.
+
+    A waiting ``GET_LOCK`` shows as state ``User lock`` in the process list, with the name in
+    its statement. Polls the server (there is no event to wait for across processes).
+
+    :returns: the connection ids of the waiting sessions.
+    """
+
+    def wait(name: str, count: int = 1, timeout: float = 10.0) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = server.sql(
+                "SELECT ID FROM information_schema.PROCESSLIST "
+                "WHERE STATE = 'User lock' AND INSTR(INFO, %s) > 0",
+                (name,),
+            )
+            if len(rows) >= count:
+                return [int(row[0]) for row in rows]
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"{len(rows)} of {count} sessions waiting for {name!r} after {timeout} s"
+                )
+            time.sleep(0.01)
+
+    return wait
+
+
+class Worker:
+    """One call run in its own thread; :meth:`result` returns its value or re-raises its error.
+
+    :param target: the callable.
+    :param args: its positional arguments.
+    :param kwargs: its keyword arguments.
+    :param name: the thread's name.
+    """
+
+    def __init__(
+        self, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], name: str
+    ) -> None:
+        self.name = name
+        self.done = threading.Event()
+        self.collected = False
+        self._call = (target, args, kwargs)
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        target, args, kwargs = self._call
+        try:
+            self._value = target(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test by result()
+            self._error = exc
+        finally:
+            self.done.set()
+
+    def result(self, timeout: float = 30.0) -> Any:
+        """Wait for the call to end.
+
+        :param timeout: seconds to wait before the test fails.
+        :returns: what the call returned.
+        :raises BaseException: what the call raised.
+        """
+        if not self.done.wait(timeout):
+            pytest.fail(f"worker {self.name} still running after {timeout} s")
+        self.thread.join()
+        self.collected = True
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def exception(self, timeout: float = 30.0) -> BaseException | None:
+        """Wait for the call to end; :returns: what it raised, or ``None``."""
+        try:
+            self.result(timeout)
+        except Exception as exc:  # noqa: BLE001 - the point is to return it
+            return exc
+        return None
+
+
+@pytest.fixture
+def spawn(request: pytest.FixtureRequest) -> Iterator[Callable[..., Worker]]:
+    """``spawn(target, *args, **kwargs)``: run a call in a started worker thread.
+
+    After the test every worker must have ended (within 30 s), and an error that the test
+    never collected with ``result()`` fails the test.
+    """
+    workers: list[Worker] = []
+
+    def start(target: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
+        worker = Worker(target, args, kwargs, f"worker-{len(workers) + 1}-{request.node.name}")
+        workers.append(worker)
+        worker.thread.start()
+        return worker
+
+    yield start
+    problems = []
+    for worker in workers:
+        if not worker.done.wait(30.0):
+            problems.append(f"{worker.name} still running")
+        elif not worker.collected and worker._error is not None:
+            problems.append(f"{worker.name} raised {worker._error!r}")
+    if problems:
+        pytest.fail("worker threads: " + "; ".join(problems), pytrace=False)
+
+
+def _leaked_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads started since ``before`` that are still running, after waiting for them."""
+    deadline = time.monotonic() + THREAD_GRACE
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        remaining = deadline - time.monotonic()
+        if not leaked or remaining <= 0:
+            return leaked
+        leaked[0].join(remaining)
+
+
+def _leaked_sessions(server: Server, before: dict[int, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Sessions opened since ``before`` that are still on the server, after waiting for them."""
+    deadline = time.monotonic() + DISCONNECT_GRACE
+    while True:
+        leaked = [row for key, row in _sessions(server).items() if key not in before]
+        if not leaked or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaves a thread running or a connection open on the session server.
+
+    Compares ``threading.enumerate()`` and the server's process list before and after the test
+    (after every other fixture's teardown), allowing :data:`THREAD_GRACE` for threads to end
+    and :data:`DISCONNECT_GRACE` for closed connections to leave the server.
+    """
+    session_server = request.getfixturevalue("server") if "server" in request.fixturenames else None
+    threads_before = set(threading.enumerate())
+    sessions_before = {} if session_server is None else _sessions(session_server)
+    yield
+    problems = []
+    threads = _leaked_threads(threads_before)
+    if threads:
+        shown = ", ".join(f"{t.name} (daemon={t.daemon})" for t in threads)
+        problems.append(f"{len(threads)} thread(s) still running after {THREAD_GRACE} s: {shown}")
+    if session_server is not None:
+        sessions = _leaked_sessions(session_server, sessions_before)
+        if sessions:
+            shown = "\n  ".join(repr(row) for row in sessions)
+            problems.append(
+                f"{len(sessions)} server connection(s) still open after {DISCONNECT_GRACE} s "
+                f"(ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO):\n  {shown}"
+            )
+    if problems:
+        pytest.fail("the test leaked:\n" + "\n".join(problems), pytrace=False)

@@ -42,7 +42,16 @@ class Session:
     :param raw: the driver's connection.
     """
 
-    __slots__ = ("_cursor", "adapter", "broken", "connection_id", "mutex", "raw", "returned_at")
+    __slots__ = (
+        "_cursor",
+        "adapter",
+        "broken",
+        "connection_id",
+        "mutex",
+        "raw",
+        "returned_at",
+        "users",
+    )
 
     def __init__(self, adapter: DriverAdapter, raw: Any) -> None:
         self.adapter = adapter
@@ -52,6 +61,8 @@ class Session:
         #: Serialises every use of the connection (acquirer, releaser, keepalive).
         self.mutex = threading.Lock()
         self.broken = False
+        #: Locks held or being acquired on this session (several when a thread nests locks).
+        self.users = 0
         #: When the session last went back to the idle pool (monotonic seconds).
         self.returned_at = time.monotonic()
 

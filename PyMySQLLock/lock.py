@@ -228,7 +228,7 @@ class Lock:
         if session is None:
             logger.debug("lock %r not acquired within %s s", self._name, seconds)
             return False
-        self._locker._lock_held(self, interval)
+        self._locker._lock_held(self, session, interval)
         logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
         return True
 
@@ -241,16 +241,14 @@ class Lock:
         """
         locker = self._locker
         deadline = time.monotonic() + seconds
-        session, reused = locker._checkout()
+        session, reused, shared = locker._checkout_for_lock()
         fractional = locker._fractional_timeouts()
         while True:
             with self._mutex:
                 self._waiting = session
                 cancelled = self._cancel_requested
             if cancelled:
-                # A cancelled wait may have been granted in the race, and its session may
-                # carry a pending KILL QUERY: closing it settles both.
-                locker._discard(session)
+                self._undo_cancelled_wait(session, shared)
                 raise AcquireCancelledError(f"acquire of lock {self._name!r} was cancelled")
             started = time.monotonic()
             remaining = deadline - started
@@ -264,7 +262,7 @@ class Lock:
                     # A pooled connection may have died while idle (server restart,
                     # wait_timeout): nothing was held on it, so retry once on a new one. A
                     # slow failure (a read timeout) means the server itself is not answering.
-                    session, reused = locker._checkout(fresh=True)
+                    session, reused, shared = locker._checkout_for_lock(fresh=True)
                     continue
                 raise LockConnectionError(
                     f"lost the connection while acquiring lock {self._name!r}: {lost}"
@@ -272,7 +270,7 @@ class Lock:
             except StatementFailed as failure:
                 if self._cancel_requested:
                     continue  # MySQL reports the KILL QUERY of cancel() as error 1317
-                locker._checkin(session)
+                locker._session_done(session, healthy=True)
                 raise _acquire_error(self._name, failure) from failure.__cause__
             except BaseException:
                 locker._discard(session)
@@ -286,16 +284,38 @@ class Lock:
             if result is None:
                 # MariaDB answers NULL without an error when KILL QUERY or a statement time
                 # limit ends the wait; the connection itself is fine.
-                locker._checkin(session)
+                locker._session_done(session, healthy=True)
                 raise AcquireInterruptedError(
                     f"the server interrupted the wait for lock {self._name!r}"
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                locker._checkin(session)
+                locker._session_done(session, healthy=True)
                 return None
             if chunk == 0:
                 time.sleep(min(_POLL_SECONDS, remaining))
+
+    def _undo_cancelled_wait(self, session: Session, shared: bool) -> None:
+        """Leave nothing behind after a cancelled wait.
+
+        The wait may have been granted in the race, and the session may carry a pending
+        ``KILL QUERY``. Closing the connection settles both, unless other locks of this thread
+        live on it: then the lock is released by name (``RELEASE_LOCK`` answers NULL when it
+        was not granted), and the connection is closed only if even that fails.
+        """
+        if shared:
+            for _ in range(3):
+                try:
+                    with session.mutex:
+                        row = session.run(_RELEASE_LOCK, (self._server_name,))
+                except StatementFailed:
+                    continue  # the pending KILL QUERY hit this statement: try again
+                except SessionLost:
+                    break
+                if row is not None:
+                    self._locker._session_done(session, healthy=True)
+                    return
+        self._locker._discard(session)
 
     def cancel(self) -> bool:
         """Abort an :meth:`acquire` that is waiting in another thread.
@@ -345,17 +365,22 @@ class Lock:
         try:
             with session.mutex:
                 row = session.run(_RELEASE_LOCK, (self._server_name,))
-        except (SessionLost, StatementFailed) as exc:
+        except SessionLost as exc:
             self._locker._discard(session)
             self._report_lost(f"the connection failed during release: {exc}")
             return
+        except StatementFailed as exc:
+            self._locker._session_done(session, healthy=False)
+            self._report_lost(f"the server refused to release it: {exc}")
+            return
         if row and row[0] == 1:
-            # RELEASE_LOCK confirmed the session held the lock and now holds nothing (each
-            # session holds one lock, once), so it is safe to hand to the next acquire.
-            self._locker._checkin(session)
+            # RELEASE_LOCK confirmed the session held the lock once (a Lock never acquires
+            # twice); when no other lock lives on the session it holds nothing and may serve
+            # the next acquire.
+            self._locker._session_done(session, healthy=True)
             logger.debug("lock %r released", self._name)
             return
-        self._locker._discard(session)
+        self._locker._session_done(session, healthy=False)
         self._report_lost("the session no longer held it at release")
 
     # -- loss ---------------------------------------------------------------------------------
@@ -396,7 +421,12 @@ class Lock:
             self._session = None
             self._was_lost = True
         self._locker._lock_released(self)
-        self._locker._discard(session)
+        if session.broken:
+            self._locker._discard(session)
+        else:
+            # The session is alive but does not hold this lock; other locks of the same
+            # thread may still live on it, so it is closed only once they are gone.
+            self._locker._session_done(session, healthy=False)
         self._report_lost(reason)
 
     def _report_lost(self, reason: str) -> None:

@@ -128,6 +128,9 @@ class Locker:
         self._idle: list[Session] = []
         self._in_use: set[Session] = set()
         self._held: set[Lock] = set()
+        # The session on which each thread holds locks: a thread's next lock waits on it too,
+        # so that the server sees lock-order cycles and answers with a deadlock error.
+        self._thread_sessions: dict[int, Session] = {}
         self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}")
 
     @classmethod
@@ -465,6 +468,48 @@ class Locker:
             self._in_use.add(session)
         return session, False
 
+    def _checkout_for_lock(self, fresh: bool = False) -> tuple[Session, bool, bool]:
+        """Find the session for an acquire by the calling thread.
+
+        :param fresh: skip the pool and the thread's session (after a dead pooled one).
+        :returns: the session, whether it came from the pool, and whether other locks of
+            this thread already live on it.
+        """
+        if not fresh:
+            with self._mutex:
+                if self._closed:
+                    raise LockError("this Locker is closed")
+                shared = self._thread_sessions.get(threading.get_ident())
+                if shared is not None and not shared.broken and shared in self._in_use:
+                    shared.users += 1
+                    return shared, False, True
+        session, reused = self._checkout(fresh)
+        with self._mutex:
+            session.users += 1
+        return session, reused, False
+
+    def _session_done(self, session: Session, healthy: bool) -> None:
+        """A lock no longer uses ``session``: pool or close it once no lock does.
+
+        :param healthy: the session is known to hold nothing for that lock (``RELEASE_LOCK``
+            confirmed it, or the wait ended without the lock); otherwise it is closed rather
+            than pooled once unused.
+        """
+        with self._mutex:
+            session.users -= 1
+            if session.users > 0:
+                return
+            self._forget_thread_session(session)
+        if healthy:
+            self._checkin(session)
+        else:
+            self._discard(session)
+
+    def _forget_thread_session(self, session: Session) -> None:
+        for ident, mapped in list(self._thread_sessions.items()):
+            if mapped is session:
+                del self._thread_sessions[ident]
+
     def _checkin(self, session: Session) -> None:
         """Give back a healthy connection whose session holds no lock."""
         with self._mutex:
@@ -475,9 +520,10 @@ class Locker:
         session.close()
 
     def _discard(self, session: Session) -> None:
-        """Close a connection that must not be reused."""
+        """Close a connection that must not be reused (with every lock on it)."""
         with self._mutex:
             self._in_use.discard(session)
+            self._forget_thread_session(session)
         session.close()
 
     def _connect(self) -> Session:
@@ -540,9 +586,11 @@ class Locker:
 
     # -- held locks (used by Lock) ------------------------------------------------------------
 
-    def _lock_held(self, lock: Lock, interval: float) -> None:
+    def _lock_held(self, lock: Lock, session: Session, interval: float) -> None:
         with self._mutex:
             self._held.add(lock)
+            if not session.broken:
+                self._thread_sessions[threading.get_ident()] = session
         self._keepalive.watch(lock, interval)
 
     def _lock_released(self, lock: Lock) -> None:

@@ -306,6 +306,21 @@ def _driver_connect(
     )
 
 
+def _socket_accepts(path: Path) -> bool:
+    """Tell whether a unix socket accepts connections, closing the probe in every case.
+
+    A driver whose connect fails on a not-yet-listening socket may leave its socket object
+    unclosed (PyMySQL does), and the ResourceWarning would surface later in an unrelated test.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def _run_sql(conn: Any, statement: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
     """Run one statement on *conn* and return its rows (``[]`` when it returns none)."""
     cursor = conn.cursor()
@@ -1077,7 +1092,7 @@ class ThrowawayServer:
                 if any(marker in log for marker in _BIND_FAILURE_MARKERS):
                     raise _BindError(f"{message} (port {self._port} in use):\n{log}")
                 raise ServerStartError(f"{message}:\n{log}\n{stdout}".rstrip())
-            if self._socket.exists():
+            if self._socket.exists() and _socket_accepts(self._socket):
                 try:
                     conn = _driver_connect(
                         unix_socket=str(self._socket),

@@ -47,6 +47,7 @@ class Session:
         "adapter",
         "broken",
         "connection_id",
+        "held_keys",
         "mutex",
         "raw",
         "returned_at",
@@ -63,6 +64,8 @@ class Session:
         self.broken = False
         #: Locks held or being acquired on this session (several when a thread nests locks).
         self.users = 0
+        #: The held locks' names as the server compares them (see ServerInfo.lock_key).
+        self.held_keys: set[str] = set()
         #: When the session last went back to the idle pool (monotonic seconds).
         self.returned_at = time.monotonic()
 

@@ -107,6 +107,7 @@ class Lock:
         self._on_lost = on_lost
         self._locker = locker
         self._server_name = server_name(self._name, locker.namespace)
+        self._key = locker.server.lock_key(self._server_name)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -241,7 +242,7 @@ class Lock:
         """
         locker = self._locker
         deadline = time.monotonic() + seconds
-        session, reused, shared = locker._checkout_for_lock()
+        session, reused, shared = locker._checkout_for_lock(self._key)
         fractional = locker._fractional_timeouts()
         while True:
             with self._mutex:
@@ -262,7 +263,7 @@ class Lock:
                     # A pooled connection may have died while idle (server restart,
                     # wait_timeout): nothing was held on it, so retry once on a new one. A
                     # slow failure (a read timeout) means the server itself is not answering.
-                    session, reused, shared = locker._checkout_for_lock(fresh=True)
+                    session, reused, shared = locker._checkout_for_lock(self._key, fresh=True)
                     continue
                 raise LockConnectionError(
                     f"lost the connection while acquiring lock {self._name!r}: {lost}"
@@ -361,7 +362,7 @@ class Lock:
             session = self._session
             self._session = None
             self._state = _IDLE
-        self._locker._lock_released(self)
+        self._locker._lock_released(self, session)
         try:
             with session.mutex:
                 row = session.run(_RELEASE_LOCK, (self._server_name,))
@@ -420,7 +421,7 @@ class Lock:
             self._state = _LOST
             self._session = None
             self._was_lost = True
-        self._locker._lock_released(self)
+        self._locker._lock_released(self, session)
         if session.broken:
             self._locker._discard(session)
         else:

@@ -468,9 +468,12 @@ class Locker:
             self._in_use.add(session)
         return session, False
 
-    def _checkout_for_lock(self, fresh: bool = False) -> tuple[Session, bool, bool]:
+    def _checkout_for_lock(self, key: str, fresh: bool = False) -> tuple[Session, bool, bool]:
         """Find the session for an acquire by the calling thread.
 
+        :param key: the lock's name as the server compares it. A session that already holds
+            it is never shared: the server would count a second grant instead of making the
+            second Lock object wait, and two objects would both think they hold the lock.
         :param fresh: skip the pool and the thread's session (after a dead pooled one).
         :returns: the session, whether it came from the pool, and whether other locks of
             this thread already live on it.
@@ -480,7 +483,12 @@ class Locker:
                 if self._closed:
                     raise LockError("this Locker is closed")
                 shared = self._thread_sessions.get(threading.get_ident())
-                if shared is not None and not shared.broken and shared in self._in_use:
+                if (
+                    shared is not None
+                    and not shared.broken
+                    and shared in self._in_use
+                    and key not in shared.held_keys
+                ):
                     shared.users += 1
                     return shared, False, True
         session, reused = self._checkout(fresh)
@@ -589,13 +597,15 @@ class Locker:
     def _lock_held(self, lock: Lock, session: Session, interval: float) -> None:
         with self._mutex:
             self._held.add(lock)
+            session.held_keys.add(lock._key)
             if not session.broken:
                 self._thread_sessions[threading.get_ident()] = session
         self._keepalive.watch(lock, interval)
 
-    def _lock_released(self, lock: Lock) -> None:
+    def _lock_released(self, lock: Lock, session: Session) -> None:
         with self._mutex:
             self._held.discard(lock)
+            session.held_keys.discard(lock._key)
         self._keepalive.unwatch(lock)
 
     # -- fork ---------------------------------------------------------------------------------

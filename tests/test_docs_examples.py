@@ -46,7 +46,7 @@ TARGET_KEYS = frozenset(
 STANDARD_PORT = 3306
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 RUN = frozenset({"python"})
-NOT_RUN = frozenset({"console", "sql", "ini", "text", "none"})
+NOT_RUN = frozenset({"console", "sql", "ini", "json", "text", "none"})
 
 _DIRECTIVE = re.compile(
     r"^(?P<indent>[ ]*)\.\.[ ]+(?:code-block|code|sourcecode)::[ ]*(?P<language>\S*)[ ]*$"

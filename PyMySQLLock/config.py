@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
+from .timeouts import validate_driver_timeout
 
 __all__ = ["ConnectionSettings", "parse_url"]
 
@@ -64,9 +65,10 @@ def _option(key: str, value: str) -> Any:
         raise InvalidArgumentError(f"URL option {key} must be true or false, not {value!r}")
     if key in _NUMBER_OPTIONS:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise InvalidArgumentError(f"URL option {key} must be a number") from None
+        return validate_driver_timeout(number, f"URL option {key}")
     if key == "pool_size":
         try:
             return int(value)
@@ -89,7 +91,15 @@ def parse_url(url: str) -> ConnectionSettings:
     """
     if not isinstance(url, str):
         raise InvalidArgumentTypeError(f"url must be a str, not {type(url).__name__}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        # urllib's messages quote the network location, password included: never echo them.
+        raise InvalidArgumentError(
+            "malformed connection URL; percent-encode special characters in the user and "
+            "password, and check the host and port"
+        ) from None
     base, _, suffix = parts.scheme.lower().partition("+")
     if base not in ("mysql", "mariadb") or suffix not in _SCHEME_DRIVERS:
         raise InvalidArgumentError(
@@ -104,10 +114,6 @@ def parse_url(url: str) -> ConnectionSettings:
         kwargs["password"] = unquote(parts.password)
     if parts.hostname:
         kwargs["host"] = unquote(parts.hostname)
-    try:
-        port = parts.port
-    except ValueError:
-        raise InvalidArgumentError("the URL's port must be a number from 1 to 65535") from None
     if port is not None:
         kwargs["port"] = port
     database = unquote(parts.path.lstrip("/"))

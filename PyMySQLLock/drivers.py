@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import math
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any, Callable, ClassVar
 
@@ -281,20 +282,41 @@ class PyMySQLAdapter(DriverAdapter):
     def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
         """Open a connection, reusing the preferred-mode TLS context when that is safe."""
         options = self.connect_options(kwargs, read_timeout)
-        reusable = self._custom_connect is None and not (self._TLS_OPTIONS & options.keys())
-        if reusable and self._preferred_tls_context is not None:
-            raw = self.module.connect(
-                *args, ssl=self._preferred_tls_context, defer_connect=True, **options
-            )
+        if self._custom_connect is not None or "defer_connect" in options:
+            return self.connect_function()(*args, **options)
+        reuse_tls = not (self._TLS_OPTIONS & options.keys())
+        extra: dict[str, Any] = {}
+        if reuse_tls and self._preferred_tls_context is not None:
+            extra["ssl"] = self._preferred_tls_context
+        raw = self.module.connect(*args, defer_connect=True, **extra, **options)
+        if extra:
             # Passing a context switches PyMySQL to "TLS required"; the user asked for nothing,
             # which PyMySQL treats as "preferred", so restore that before connecting.
             raw._ssl_required = False
-            raw.connect()
-            return raw
-        raw = self.connect_function()(*args, **options)
-        if reusable and getattr(raw, "_ssl_required", True) is False:
+        raw.connect(self._unix_socket(options))
+        if reuse_tls and not extra and getattr(raw, "_ssl_required", True) is False:
             self._preferred_tls_context = getattr(raw, "ctx", None)
         return raw
+
+    @staticmethod
+    def _unix_socket(options: dict[str, Any]) -> socket.socket | None:
+        """Connect the unix socket here, so that a failure closes it.
+
+        PyMySQL leaves its own socket unclosed when connecting to the path fails (a
+        ResourceWarning later, somewhere unrelated); given a connected socket, it closes that
+        one on any error.
+        """
+        path = options.get("unix_socket")
+        if not path:
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(options.get("connect_timeout"))
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def fileno(self, raw: Any) -> int | None:
         """:returns: the socket's descriptor."""
@@ -315,12 +337,16 @@ class MySQLdbAdapter(DriverAdapter):
     def translate_options(self, neutral: dict[str, Any]) -> dict[str, Any]:
         """Mysqlclient takes TLS files as an ``ssl`` dict and the checks as ``ssl_mode``."""
         options = super().translate_options(neutral)
+        if "unix_socket" in options:
+            # The C client uses the socket only for host "localhost", and TCP otherwise.
+            options["host"] = "localhost"
         files = {
             short: options.pop(f"ssl_{short}")
             for short in ("ca", "cert", "key")
             if f"ssl_{short}" in options
         }
-        if files:
+        if files and not options.get("ssl_disabled"):
+            # libmariadb turns TLS on for any ssl dict, even with ssl_mode=DISABLED.
             options["ssl"] = files
         modes = [
             (options.pop("ssl_disabled", False), "DISABLED"),

@@ -28,7 +28,7 @@ from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, strip_namespace, validate_name, validate_namespace
 from .server import PROBE_SQL, ServerInfo
-from .timeouts import FOREVER
+from .timeouts import FOREVER, validate_driver_timeout
 
 __all__ = ["Locker"]
 
@@ -103,10 +103,7 @@ class Locker:
             raise InvalidArgumentTypeError("pool_size must be an int")
         if pool_size < 0:
             raise InvalidArgumentError("pool_size must be >= 0")
-        if isinstance(ping_timeout, bool) or not isinstance(ping_timeout, (int, float)):
-            raise InvalidArgumentTypeError("ping_timeout must be a number")
-        if not 0 < ping_timeout < float("inf"):
-            raise InvalidArgumentError("ping_timeout must be a positive, finite number")
+        ping_timeout = validate_driver_timeout(ping_timeout, "ping_timeout")
         self._adapter: DriverAdapter = resolve_adapter(driver, mysql_lib_connector)
         self._args = args
         self._kwargs = connect_kwargs
@@ -537,17 +534,20 @@ class Locker:
     def _connect(self) -> Session:
         try:
             raw = self._adapter.connect(self._args, self._kwargs, self._read_timeout)
-        except TypeError as exc:
-            raise InvalidArgumentTypeError(
-                f"{self._adapter.name}.connect() rejected the arguments: {self._redact(exc)}"
-            ) from exc
         except Exception as exc:
-            if not (isinstance(exc, OSError) or self._adapter.is_driver_error(exc)):
-                raise
-            raise LockConnectionError(
-                f"cannot connect to the MySQL server ({self._target()}) with "
-                f"{self._adapter.name}: {self._redact(exc)}"
-            ) from exc
+            if isinstance(exc, OSError) or self._adapter.is_driver_error(exc):
+                raise LockConnectionError(
+                    f"cannot connect to the MySQL server ({self._target()}) with "
+                    f"{self._adapter.name}: {self._redact(exc)}"
+                ) from exc
+            # Drivers check their arguments with assorted builtin errors (an unknown keyword
+            # is a TypeError in one, an AttributeError in another, a bad port a ValueError).
+            rejected = f"{self._adapter.name}.connect() rejected the arguments: {self._redact(exc)}"
+            if isinstance(exc, (TypeError, AttributeError)):
+                raise InvalidArgumentTypeError(rejected) from exc
+            if isinstance(exc, (ValueError, LookupError)):
+                raise InvalidArgumentError(rejected) from exc
+            raise
         session = Session(self._adapter, raw)
         if self._server is None:
             self._server = self._probe(session)

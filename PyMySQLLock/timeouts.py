@@ -14,17 +14,31 @@ from typing import Any
 
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
 
-__all__ = ["FOREVER", "chunk_seconds", "validate_interval", "validate_timeout"]
+__all__ = [
+    "FOREVER",
+    "MAX_DRIVER_TIMEOUT",
+    "chunk_seconds",
+    "validate_driver_timeout",
+    "validate_interval",
+    "validate_timeout",
+]
 
 #: The ``timeout`` that means "wait until acquired", as in PyMySQLLock 0.2.0.
 FOREVER = -1
+#: The longest connect/read timeout every driver accepts (PyMySQL's limit: one year).
+MAX_DRIVER_TIMEOUT = 31536000.0
 
 
 def _number(value: Any, what: str) -> float:
     # bool is an int subclass, but acquire(True) is a mistake, not a one-second timeout.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgumentTypeError(f"{what} must be a number, not {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        # An int or Fraction beyond float range: as good as infinite, with its sign.
+        huge: Any = value
+        number = math.inf if huge > 0 else -math.inf
     if math.isnan(number):
         raise InvalidArgumentError(f"{what} must not be NaN")
     return number
@@ -60,6 +74,24 @@ def validate_interval(value: Any) -> float:
     if not 0 < number < math.inf:
         raise InvalidArgumentError(
             f"refresh_interval_secs must be a positive, finite number, not {value!r}"
+        )
+    return number
+
+
+def validate_driver_timeout(value: Any, what: str) -> float:
+    """Check a timeout handed to the driver (``ping_timeout``, ``connect_timeout``, ...).
+
+    :param value: a positive number of seconds, at most :data:`MAX_DRIVER_TIMEOUT`.
+    :param what: the parameter's name, for the message.
+    :returns: the timeout in seconds.
+    :raises InvalidArgumentTypeError: for a non-number or a bool.
+    :raises InvalidArgumentError: for NaN, zero, a negative number or one above the maximum.
+    """
+    number = _number(value, what)
+    if not 0 < number <= MAX_DRIVER_TIMEOUT:
+        raise InvalidArgumentError(
+            f"{what} must be a positive number of seconds up to {MAX_DRIVER_TIMEOUT:.0f} "
+            f"(one year), not {value!r}"
         )
     return number
 

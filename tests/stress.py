@@ -1,0 +1,679 @@
+"""Crash-chaos stress: processes take one lock while a supervisor kills them and their sessions.
+
+Run it as ``python tests/stress.py [--duration SECS] [--workers N] [--server-url URL]`` (or
+``python -m tests.stress`` from the repository root). Without ``--server-url`` a throwaway
+MariaDB/MySQL server is started from the installed binaries and removed afterwards.
+
+What happens
+------------
+``--workers`` worker processes (default 8), spread round-robin over PyMySQL, mysql-connector and
+mysqlclient, loop: acquire the one lock ``NAME``, append a ``start`` record to the shared log,
+"work" for a random while (mostly milliseconds, sometimes half a second, calling
+``ensure_held()`` between steps), call ``ensure_held()`` once more and append ``end``, release,
+and append ``lost`` when ``Lock.lost`` says the library detected a loss (at release, or earlier
+through the keepalive, in which case ``ensure_held()`` raised and no ``end`` is written).
+
+Meanwhile the supervisor, every 0.3 to 1.2 s, does one of: SIGKILL the current holder's process,
+``KILL CONNECTION`` the current holder's server session (the process lives on and must notice),
+SIGKILL a random worker (usually one waiting in ``GET_LOCK``), or ``KILL CONNECTION`` a random
+session waiting for the lock. It writes a ``sigkill`` / ``kill_session`` record to the log
+*before* sending each kill, and restarts every killed worker as a new incarnation.
+
+The log is one file opened with ``O_APPEND``; every record is a single ``os.write()`` of one
+JSON line, so records never interleave and a SIGKILL cannot tear one. Times are
+``time.monotonic()``, which is ``CLOCK_MONOTONIC``, one clock for every process on the machine.
+
+The invariant the checker proves
+--------------------------------
+A *section* is a ``start`` record of a worker incarnation and what follows it for the same
+sequence number. It *closes* at the first of: its ``end`` record; its ``lost`` record when there
+is no ``end`` (the worker stopped working when ``ensure_held()`` raised); the time the supervisor
+recorded just before SIGKILLing the incarnation. The recorded interval ``[start, close)`` lies
+inside the time the worker really held the lock (``start`` is written after ``acquire()``
+returned, ``end`` before ``release()``), so if the library is correct recorded intervals of
+correctly held locks never intersect.
+
+Two sections *overlap* when their intervals intersect. An overlap is **excused** (a *reported
+loss*) only if one of the two sections has a ``lost`` record *and* the supervisor sent a
+``KILL CONNECTION`` for that section's connection before the overlap began (before the later of
+the two starts): that worker's protection ended with its session, and the library told it so.
+Every other overlap is a **violation**: two live holders at once, with nobody told. A SIGKILLed
+holder needs no excuse: its section closes at the kill, and the server frees its lock only when
+its connection closes, after the kill, so a later holder starting after its death is no overlap.
+
+The run also fails on: a ``lost`` record whose connection the supervisor never killed (a false
+loss report), a section that never closes (a worker that stopped without ``end``, ``lost`` or a
+kill), an unexpected exception in a worker, an unreadable record, no acquisition for
+``STALL_SECONDS`` (a stuck lock), or, with ``--require-chaos``, a run without at least one
+acquisition, process kill and session kill.
+
+``--broken`` is the harness's self-test: every worker takes a lock of its own, so nothing
+excludes anything, and the run must fail with silent overlaps (``tests/test_stress_short.py``
+checks that it does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The drivers the workers use, round-robin.
+DRIVERS = ("pymysql", "mysql.connector", "MySQLdb")
+#: The one lock every worker takes.
+NAME = "pymysqllock-stress"
+#: Environment variable that hands the server URL to workers (not on their command line).
+URL_ENV = "PYMYSQLLOCK_STRESS_URL"
+#: Environment variable set for a deliberately broken run (see ``--broken``).
+BROKEN_ENV = "PYMYSQLLOCK_STRESS_BROKEN"
+#: Seconds without any acquisition after which the run counts as stalled.
+STALL_SECONDS = 30.0
+#: Seconds workers get to finish their last section and exit after the deadline.
+SHUTDOWN_GRACE = 30.0
+#: Keepalive interval of the workers' locks: short, so a killed session is noticed mid-section.
+REFRESH_INTERVAL = 0.25
+
+
+# --------------------------------------------------------------------------- the log
+
+
+class Log:
+    """The shared record file: one JSON object per line, one ``os.write`` per record."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def write(self, kind: str, **fields: Any) -> float:
+        """Append one record stamped with ``time.monotonic()``; :returns: the stamp."""
+        now = time.monotonic()
+        line = json.dumps({"kind": kind, "t": now, **fields}, separators=(",", ":")) + "\n"
+        os.write(self._fd, line.encode())
+        return now
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def read_records(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """:returns: the records of the log, and the lines that could not be parsed."""
+    records: list[dict[str, Any]] = []
+    bad: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "kind" not in record or "t" not in record:
+                    raise ValueError(line)
+            except ValueError:
+                bad.append(line.rstrip("\n"))
+            else:
+                records.append(record)
+    return records, bad
+
+
+# --------------------------------------------------------------------------- the checker
+
+
+@dataclass
+class Section:
+    """One critical section of one worker incarnation."""
+
+    worker: str
+    seq: int
+    start: float
+    conn: int | None
+    end: float | None = None
+    lost: float | None = None
+    killed: float | None = None
+
+    @property
+    def close(self) -> float | None:
+        """When the worker stopped relying on the lock (see the module docstring)."""
+        if self.end is not None:
+            return self.end
+        if self.lost is not None:
+            return self.lost
+        return self.killed
+
+
+@dataclass
+class Report:
+    """What a run did and what the checker found."""
+
+    acquisitions: int = 0
+    process_kills: int = 0
+    session_kills: int = 0
+    reported_losses: int = 0
+    excused_overlaps: int = 0
+    overlaps: int = 0
+    max_gap: float = 0.0
+    acquire_errors: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        lines = [
+            f"acquisitions:         {self.acquisitions}",
+            f"process kills:        {self.process_kills}",
+            f"session kills:        {self.session_kills}",
+            f"reported losses:      {self.reported_losses}",
+            f"overlaps (reported):  {self.excused_overlaps}",
+            f"overlaps (silent):    {self.overlaps} (must be 0)",
+            f"acquire errors:       {self.acquire_errors} (waits ended by a killed session)",
+            f"longest gap:          {self.max_gap:.2f} s between two acquisitions",
+            f"violations:           {len(self.violations)}",
+        ]
+        lines += [f"  - {violation}" for violation in self.violations[:50]]
+        if len(self.violations) > 50:
+            lines.append(f"  ... and {len(self.violations) - 50} more")
+        return "\n".join(lines)
+
+
+def check(
+    records: Iterable[dict[str, Any]],
+    bad_lines: Iterable[str] = (),
+    *,
+    stall_seconds: float = STALL_SECONDS,
+    run_end: float | None = None,
+) -> Report:
+    """Prove the invariant of the module docstring on a run's records.
+
+    :param records: the log's records, in file order.
+    :param bad_lines: lines that could not be parsed (each is a violation).
+    :param stall_seconds: the longest allowed time without an acquisition.
+    :param run_end: when the run ended (for the stall check of its last stretch).
+    :returns: the counts and the violations.
+    """
+    report = Report()
+    report.violations += [f"unreadable record: {line!r}" for line in bad_lines]
+    sections: dict[tuple[str, int], Section] = {}
+    sigkills: dict[str, float] = {}
+    session_kills: dict[int, float] = {}  # connection id -> first kill sent
+    run_start: float | None = None
+    for record in records:
+        kind, now = record["kind"], float(record["t"])
+        worker = str(record.get("worker", ""))
+        key = (worker, int(record.get("seq", 0)))
+        if kind == "begin":
+            run_start = now
+        elif kind == "start":
+            if key in sections:
+                report.violations.append(f"{worker} started section {key[1]} twice")
+            conn = record.get("conn")
+            sections[key] = Section(worker, key[1], now, None if conn is None else int(conn))
+        elif kind in ("end", "lost"):
+            section = sections.get(key)
+            if section is None:
+                report.violations.append(f"{kind} of {worker} #{key[1]} without a start")
+            elif kind == "end":
+                section.end = now
+            else:
+                section.lost = now
+        elif kind == "sigkill":
+            report.process_kills += 1
+            sigkills.setdefault(worker, now)
+        elif kind == "kill_session":
+            report.session_kills += 1
+            session_kills.setdefault(int(record["conn"]), now)
+        elif kind == "acquire_error":
+            report.acquire_errors += 1
+        elif kind == "error":
+            report.violations.append(f"{worker} failed: {record.get('message')}")
+    ordered = sorted(sections.values(), key=lambda s: s.start)
+    report.acquisitions = len(ordered)
+    for section in ordered:
+        if section.end is None and section.lost is None and section.worker in sigkills:
+            kill = sigkills[section.worker]
+            if kill >= section.start:
+                section.killed = kill
+        if section.close is None:
+            report.violations.append(
+                f"{section.worker} #{section.seq} (start {section.start:.3f}) never ended: no "
+                "end, no lost record and no kill"
+            )
+        if section.lost is not None:
+            report.reported_losses += 1
+            if section.conn not in session_kills:
+                report.violations.append(
+                    f"{section.worker} #{section.seq} reported a loss, but its connection "
+                    f"{section.conn} was never killed (false loss report)"
+                )
+
+    def excused(section: Section, overlap_begins: float) -> bool:
+        kill = session_kills.get(section.conn) if section.conn is not None else None
+        return section.lost is not None and kill is not None and kill < overlap_begins
+
+    for index, first in enumerate(ordered):
+        first_close = first.close if first.close is not None else float("inf")
+        for later in ordered[index + 1 :]:
+            if later.start >= first_close:
+                break
+            if excused(first, later.start) or excused(later, later.start):
+                report.excused_overlaps += 1
+                continue
+            report.overlaps += 1
+            report.violations.append(
+                f"silent overlap: {first.worker} #{first.seq} "
+                f"[{first.start:.4f}, {first_close:.4f}) and {later.worker} #{later.seq} "
+                f"started {later.start:.4f} (conn {first.conn} / {later.conn})"
+            )
+    starts = [s.start for s in ordered]
+    bounds = [run_start] if run_start is not None else []
+    edges = [*bounds, *starts, *([run_end] if run_end is not None else [])]
+    gaps = [b - a for a, b in zip(edges, edges[1:])]
+    report.max_gap = max(gaps, default=0.0)
+    if report.max_gap > stall_seconds:
+        report.violations.append(f"no acquisition for {report.max_gap:.1f} s (stalled)")
+    return report
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int:
+    """Loop over the lock until ``deadline`` (monotonic); the supervisor may kill us any time."""
+    from PyMySQLLock import AcquireInterruptedError, LockConnectionError, Locker, LockLostError
+
+    log = Log(log_path)
+    url = os.environ[URL_ENV]
+    rng = random.Random()
+    try:
+        locker = Locker.from_url(url, driver=driver)
+        # --broken: every worker takes a lock of its own, so nothing excludes anything and the
+        # checker must find overlaps (a self-test of the checker and of this whole harness).
+        name = f"{NAME}-{worker}" if os.environ.get(BROKEN_ENV) else NAME
+        lock = locker.lock(name, refresh_interval_secs=REFRESH_INTERVAL)
+        seq = 0
+        while time.monotonic() < deadline:
+            try:
+                if not lock.acquire(timeout=2):
+                    continue
+            except (LockConnectionError, AcquireInterruptedError) as exc:
+                # Our waiting session was killed by the supervisor: expected, try again.
+                log.write("acquire_error", worker=worker, driver=driver, message=str(exc))
+                continue
+            seq += 1
+            log.write("start", worker=worker, driver=driver, seq=seq, conn=lock.connection_id)
+            try:
+                steps = rng.randint(1, 5)
+                step = 0.1 if rng.random() < 0.1 else rng.uniform(0, 0.004)
+                for _ in range(steps):
+                    time.sleep(step)  # the "work" the lock protects
+                    lock.ensure_held()
+                lock.ensure_held()
+            except LockLostError:
+                log.write("lost", worker=worker, driver=driver, seq=seq)
+                lock.release()  # only cleans up: the loss is already known
+                continue
+            log.write("end", worker=worker, driver=driver, seq=seq)
+            lock.release()
+            if lock.lost:
+                log.write("lost", worker=worker, driver=driver, seq=seq)
+        locker.close()
+    except BaseException as exc:
+        log.write("error", worker=worker, driver=driver, message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        log.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- the supervisor
+
+
+class Admin:
+    """A root connection of the supervisor's own, independent of the library under test."""
+
+    def __init__(self, url: str) -> None:
+        from PyMySQLLock.config import parse_url
+
+        self._kwargs = {
+            key: value
+            for key, value in parse_url(url).connect_kwargs.items()
+            if key in ("host", "port", "user", "password", "unix_socket")
+        }
+        self._conn: Any = None
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import pymysql
+
+        for attempt in (1, 2):
+            try:
+                if self._conn is None:
+                    self._conn = pymysql.connect(
+                        autocommit=True, connect_timeout=10, read_timeout=10, **self._kwargs
+                    )
+                with self._conn.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    return list(cursor.fetchall())
+            except pymysql.err.OperationalError as exc:
+                if exc.args and exc.args[0] in (1094, 1095):
+                    return []  # no such thread: the target is gone already
+                self.close()
+                if attempt == 2:
+                    raise
+        return []
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+@dataclass
+class _Slot:
+    driver: str
+    number: int
+    incarnation: int = 0
+    name: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    stderr: Path | None = None
+
+
+class Supervisor:
+    """Runs the workers and the chaos; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        workers: int,
+        duration: float,
+        directory: Path,
+        *,
+        seed: int | None = None,
+        quiet: bool = False,
+        broken: bool = False,
+    ) -> None:
+        self.url = url
+        self.broken = broken
+        self.duration = duration
+        self.directory = directory
+        self.log_path = directory / "stress.log"
+        self.log = Log(self.log_path)
+        self.admin = Admin(url)
+        self.rng = random.Random(seed)
+        self.quiet = quiet
+        self.slots = [_Slot(DRIVERS[i % len(DRIVERS)], i) for i in range(workers)]
+        self.deadline = 0.0
+        self.unexpected_exits: list[str] = []
+        # connection id -> worker, from the start records read so far
+        self._holders: dict[int, str] = {}
+        self._offset = 0
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, flush=True)
+
+    def spawn(self, slot: _Slot) -> None:
+        slot.incarnation += 1
+        slot.name = f"w{slot.number}.{slot.incarnation}"
+        slot.stderr = self.directory / f"{slot.name}.stderr"
+        env = {**os.environ, URL_ENV: self.url}
+        env.pop(BROKEN_ENV, None)
+        if self.broken:
+            env[BROKEN_ENV] = "1"
+        with slot.stderr.open("wb") as err:
+            slot.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--worker",
+                    slot.name,
+                    slot.driver,
+                    str(self.log_path),
+                    repr(self.deadline),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+            )
+
+    def _follow_log(self) -> None:
+        """Learn which worker owns which connection from the records written so far."""
+        with open(self.log_path, "rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.decode().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("kind") == "start" and record.get("conn") is not None:
+                    self._holders[int(record["conn"])] = record["worker"]
+
+    def _holder(self) -> tuple[int | None, _Slot | None]:
+        rows = self.admin.query("SELECT IS_USED_LOCK(%s)", (NAME,))
+        conn = rows[0][0] if rows and rows[0][0] is not None else None
+        if conn is None:
+            return None, None
+        self._follow_log()
+        name = self._holders.get(int(conn))
+        slot = next((s for s in self.slots if s.name == name), None)
+        return int(conn), slot
+
+    def _sigkill(self, slot: _Slot) -> None:
+        proc = slot.proc
+        if proc is None or proc.poll() is not None:
+            return
+        self.log.write("sigkill", worker=slot.name, pid=proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.spawn(slot)
+
+    def _kill_session(self, conn: int) -> None:
+        self.log.write("kill_session", conn=conn)
+        self.admin.query(f"KILL CONNECTION {int(conn)}")
+
+    def chaos(self) -> str | None:
+        """Do one random bad thing; :returns: what was done, or ``None``."""
+        roll = self.rng.random()
+        if roll < 0.4:
+            conn, slot = self._holder()
+            if slot is not None:
+                self._sigkill(slot)
+                return f"SIGKILL holder {slot.name}"
+        elif roll < 0.8:
+            conn, _ = self._holder()
+            if conn is not None:
+                self._kill_session(conn)
+                return f"KILL holder session {conn}"
+        elif roll < 0.9:
+            slot = self.rng.choice(self.slots)
+            self._sigkill(slot)
+            return f"SIGKILL {slot.name}"
+        else:
+            rows = self.admin.query(
+                "SELECT ID FROM information_schema.PROCESSLIST "
+                "WHERE STATE = 'User lock' AND INSTR(INFO, %s) > 0",
+                (NAME,),
+            )
+            if rows:
+                conn = int(self.rng.choice(rows)[0])
+                self._kill_session(conn)
+                return f"KILL waiting session {conn}"
+        return None
+
+    def _reap_unexpected(self) -> None:
+        for slot in self.slots:
+            proc = slot.proc
+            if proc is not None and proc.poll() is not None and time.monotonic() < self.deadline:
+                self.unexpected_exits.append(
+                    f"{slot.name} exited early with code {proc.returncode}: {self._stderr(slot)}"
+                )
+                self.spawn(slot)
+
+    @staticmethod
+    def _stderr(slot: _Slot) -> str:
+        try:
+            text = slot.stderr.read_text(errors="replace").strip() if slot.stderr else ""
+        except OSError:
+            text = ""
+        return text[-2000:]
+
+    def run(self) -> Report:
+        started = self.log.write("begin", workers=len(self.slots), duration=self.duration)
+        self.deadline = started + self.duration
+        for slot in self.slots:
+            self.spawn(slot)
+        next_report = started + 10
+        try:
+            while time.monotonic() < self.deadline:
+                time.sleep(self.rng.uniform(0.3, 1.2))  # pacing of the chaos, not a handshake
+                if time.monotonic() >= self.deadline:
+                    break
+                self._reap_unexpected()
+                done = self.chaos()
+                if done:
+                    self.log.write("chaos", what=done)
+                if time.monotonic() >= next_report:
+                    next_report += 10
+                    self._follow_log()
+                    self.say(
+                        f"[{time.monotonic() - started:6.1f} s] {len(self._holders)} "
+                        f"connections seen, last chaos: {done}"
+                    )
+            self.shutdown()
+        finally:
+            for slot in self.slots:
+                if slot.proc is not None and slot.proc.poll() is None:
+                    slot.proc.kill()
+                    slot.proc.wait()
+            self.admin.close()
+        self.log.write("finish")
+        self.log.close()
+        records, bad = read_records(self.log_path)
+        report = check(records, bad, run_end=self.deadline)
+        report.violations += self.unexpected_exits
+        return report
+
+    def shutdown(self) -> None:
+        """Let every worker finish its last section and exit; kill those that do not."""
+        limit = time.monotonic() + SHUTDOWN_GRACE
+        for slot in self.slots:
+            proc = slot.proc
+            if proc is None:
+                continue
+            try:
+                proc.wait(max(0.1, limit - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log.write("sigkill", worker=slot.name, pid=proc.pid)
+                proc.kill()
+                proc.wait()
+                self.unexpected_exits.append(f"{slot.name} did not exit after the deadline")
+                continue
+            if proc.returncode != 0:
+                self.unexpected_exits.append(
+                    f"{slot.name} exited with code {proc.returncode}: {self._stderr(slot)}"
+                )
+
+
+@contextlib.contextmanager
+def _server(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    from PyMySQLLock.sandbox import ThrowawayServer
+
+    with ThrowawayServer() as server:
+        yield server.url
+
+
+def run(
+    *,
+    duration: float,
+    workers: int = 8,
+    server_url: str | None = None,
+    seed: int | None = None,
+    quiet: bool = False,
+    keep: str | None = None,
+    broken: bool = False,
+) -> Report:
+    """Run the stress and return its report (see the module docstring).
+
+    :param duration: seconds of chaos.
+    :param workers: worker processes.
+    :param server_url: ``mysql://...`` of a server to use; default a throwaway server.
+    :param seed: seed of the supervisor's choices.
+    :param quiet: print no progress.
+    :param keep: a directory to keep the log and worker stderr in (default: removed).
+    :param broken: give every worker its own lock (a self-test: the run must then fail).
+    """
+    if workers < 1:
+        raise ValueError("--workers must be at least 1")
+    with _server(server_url) as url, contextlib.ExitStack() as stack:
+        if keep:
+            directory = Path(keep)
+            directory.mkdir(parents=True, exist_ok=True)
+        else:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stress-")))
+        supervisor = Supervisor(
+            url, workers, duration, directory, seed=seed, quiet=quiet, broken=broken
+        )
+        supervisor.say(
+            f"stress: {workers} workers ({', '.join(DRIVERS)}), {duration:.0f} s, log {directory}"
+        )
+        return supervisor.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--worker"]:
+        worker, driver, log_path, deadline = args[1:5]
+        return worker_main(worker, driver, log_path, float(deadline))
+    parser = argparse.ArgumentParser(prog="stress", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds (default 300)")
+    parser.add_argument("--workers", type=int, default=8, help="worker processes (default 8)")
+    parser.add_argument("--server-url", help="mysql://user:pw@host:port/db (default: throwaway)")
+    parser.add_argument("--seed", type=int, help="seed of the supervisor's random choices")
+    parser.add_argument("--keep", help="keep the log and worker stderr in this directory")
+    parser.add_argument(
+        "--require-chaos",
+        action="store_true",
+        help="also fail unless there was at least one acquisition, process kill and session kill",
+    )
+    parser.add_argument(
+        "--broken",
+        action="store_true",
+        help="self-test: every worker takes its own lock, so the run must report overlaps",
+    )
+    options = parser.parse_args(args)
+    report = run(
+        duration=options.duration,
+        workers=options.workers,
+        server_url=options.server_url,
+        seed=options.seed,
+        keep=options.keep,
+        broken=options.broken,
+    )
+    if options.require_chaos:
+        for what, count in (
+            ("acquisitions", report.acquisitions),
+            ("process kills", report.process_kills),
+            ("session kills", report.session_kills),
+        ):
+            if count == 0:
+                report.violations.append(f"no {what} happened")
+    print(report.summary())
+    print("OK" if report.ok else "FAILED")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

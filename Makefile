@@ -90,7 +90,7 @@ lint: bootstrap ## ruff check and ruff format --check
 type: bootstrap ## mypy --strict on the package
 	$(BIN)/mypy --strict PyMySQLLock
 
-test: bootstrap lint type ## lint + type, then the full test suite (PYTEST_ARGS=... to narrow)
+test: bootstrap lint type docs ## lint, type, docs (warnings are errors), then the full test suite
 	@echo "$(VPY) -m pytest $(PYTEST_ARGS)"
 	@rc=0; $(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ "$$rc" -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
@@ -108,7 +108,7 @@ demo: bootstrap ## Run the command-line demo
 	$(BIN)/pymysqllock demo
 
 stress: bootstrap ## Run the stress driver (STRESS_ARGS=...)
-	$(VPY) -m tests.stress $(STRESS_ARGS)
+	$(VPY) tests/stress.py $(STRESS_ARGS)
 
 ##@ Packaging and cleanup
 

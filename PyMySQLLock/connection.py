@@ -15,7 +15,12 @@ from typing import Any
 
 from .drivers import DriverAdapter
 
-__all__ = ["Session", "SessionLost", "StatementFailed"]
+__all__ = ["DEAD_ON_ARRIVAL_SECONDS", "Session", "SessionLost", "StatementFailed"]
+
+#: A pooled connection that fails faster than this was already dead when taken from the pool
+#: (server restart, ``wait_timeout``), so the work may be retried once on a new connection; a
+#: slower failure, such as a read timeout, means the server itself is not answering.
+DEAD_ON_ARRIVAL_SECONDS = 1.0
 
 
 class SessionLost(Exception):
@@ -47,11 +52,9 @@ class Session:
         "adapter",
         "broken",
         "connection_id",
-        "held_keys",
         "mutex",
         "raw",
         "returned_at",
-        "users",
     )
 
     def __init__(self, adapter: DriverAdapter, raw: Any) -> None:
@@ -62,10 +65,6 @@ class Session:
         #: Serialises every use of the connection (acquirer, releaser, keepalive).
         self.mutex = threading.Lock()
         self.broken = False
-        #: Locks held or being acquired on this session (several when a thread nests locks).
-        self.users = 0
-        #: The held locks' names as the server compares them (see ServerInfo.lock_key).
-        self.held_keys: set[str] = set()
         #: When the session last went back to the idle pool (monotonic seconds).
         self.returned_at = time.monotonic()
 

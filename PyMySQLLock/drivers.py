@@ -223,7 +223,10 @@ class DriverAdapter:
             return False
         if isinstance(exc, self.module.InterfaceError):
             return True
-        return self.error_code(exc) in _CONNECTION_LOST_CODES
+        code = self.error_code(exc)
+        # Server errors are numbered 1000-1999 and from 3000 up; anything else (no number,
+        # -1, the client library's own 2000-2999) says the client lost track of the session.
+        return code is None or code < 1000 or 2000 <= code < 3000 or code in _CONNECTION_LOST_CODES
 
     # -- fork ---------------------------------------------------------------------------------
 
@@ -374,6 +377,21 @@ class MySQLConnectorAdapter(DriverAdapter):
     name = "mysql.connector"
     extra = "mysql-connector"
     connect_timeout_kwarg = "connection_timeout"
+
+    def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
+        """Connect, and read the session's ``sql_mode`` at once.
+
+        The connector asks the server for ``@@session.sql_mode`` before the first statement
+        with parameters; asked later, on a connection that died in the pool, that hidden query
+        fails with an error that looks like a statement error.
+        """
+        raw = super().connect(args, kwargs, read_timeout)
+        try:
+            raw.sql_mode  # noqa: B018 - cached by the connector from now on
+        except BaseException:
+            self.close(raw)
+            raise
+        return raw
 
     def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
         """Add the lock-connection options; older releases have no ``read_timeout``."""

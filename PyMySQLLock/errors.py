@@ -57,7 +57,10 @@ class LockLostError(LockError, RuntimeError):
 class DeadlockError(LockError, RuntimeError):
     """The server refused to wait because waiting would close a cycle of lock waits.
 
-    MySQL reports error 3058, MariaDB error 1213. The session's transaction is *not* rolled back.
+    MySQL reports error 3058, MariaDB error 1213. The server can only see a cycle among
+    sessions that hold a lock while they wait; every PyMySQLLock lock waits on a dedicated
+    session that holds nothing, so crossed waits between PyMySQLLock locks end at their
+    timeouts instead. Take several locks in one fixed order, with timeouts.
     """
 
 

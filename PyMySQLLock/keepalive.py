@@ -87,6 +87,10 @@ class Keepalive:
         """
         with self._cond:
             self._tokens.pop(id(watched), None)
+            if not self._tokens:
+                # Wake the thread from a wait for a far-off check, so that it starts to linger
+                # now and ends soon after the last lock is released.
+                self._cond.notify()
 
     def stop(self) -> None:
         """Stop watching everything and end the thread (joined unless called from it)."""

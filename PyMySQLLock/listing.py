@@ -13,13 +13,23 @@ Both tables show only granted locks in the forms used here, one row per name, an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from .connection import Session, StatementFailed
 from .errors import LockListingUnavailableError
 from .server import MARIADB, ServerInfo
 
-__all__ = ["METADATA_LOCK_INFO", "PERFORMANCE_SCHEMA", "LockInfo", "Strategy", "choose"]
+__all__ = [
+    "METADATA_LOCK_INFO",
+    "PERFORMANCE_SCHEMA",
+    "DetailRow",
+    "LockInfo",
+    "Strategy",
+    "choose",
+]
+
+#: ``(server name, holder's connection id, user, host, milliseconds held)``.
+DetailRow = tuple[str, Optional[int], Any, Any, Any]
 
 
 @dataclass(frozen=True)

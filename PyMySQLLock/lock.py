@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from .connection import Session, SessionLost, StatementFailed
+from .connection import DEAD_ON_ARRIVAL_SECONDS, Session, SessionLost, StatementFailed
 from .errors import (
     AcquireCancelledError,
     AcquireInterruptedError,
@@ -31,7 +31,13 @@ from .errors import (
 )
 from .names import server_name, validate_name
 from .server import UNSUPPORTED_CAUSES
-from .timeouts import FOREVER, chunk_seconds, validate_interval, validate_timeout
+from .timeouts import (
+    DEFAULT_REFRESH_INTERVAL,
+    FOREVER,
+    chunk_seconds,
+    validate_interval,
+    validate_timeout,
+)
 
 if TYPE_CHECKING:
     from .locker import Locker
@@ -43,8 +49,6 @@ logger = logging.getLogger("PyMySQLLock")
 _IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
 #: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
 _POLL_SECONDS = 0.02
-#: A pooled connection that fails faster than this was already dead when taken from the pool.
-_DEAD_ON_ARRIVAL_SECONDS = 1.0
 #: Server errors that end an acquire, by class. Both deadlock codes: MySQL 3058, MariaDB 1213.
 _DEADLOCK = frozenset({3058, 1213})
 _INTERRUPTED = frozenset({1317, 3024, 1969})
@@ -96,7 +100,7 @@ class Lock:
         name: str,
         *,
         timeout: float = FOREVER,
-        refresh_interval_secs: float = 10,
+        refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
         on_lost: OnLost | None = None,
     ) -> None:
         self._name = validate_name(name)
@@ -107,7 +111,6 @@ class Lock:
         self._on_lost = on_lost
         self._locker = locker
         self._server_name = server_name(self._name, locker.namespace)
-        self._key = locker.server.lock_key(self._server_name)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -229,7 +232,7 @@ class Lock:
         if session is None:
             logger.debug("lock %r not acquired within %s s", self._name, seconds)
             return False
-        self._locker._lock_held(self, session, interval)
+        self._locker._lock_held(self, interval)
         logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
         return True
 
@@ -242,14 +245,16 @@ class Lock:
         """
         locker = self._locker
         deadline = time.monotonic() + seconds
-        session, reused, shared = locker._checkout_for_lock(self._key)
+        session, reused = locker._checkout()
         fractional = locker._fractional_timeouts()
         while True:
             with self._mutex:
                 self._waiting = session
                 cancelled = self._cancel_requested
             if cancelled:
-                self._undo_cancelled_wait(session, shared)
+                # The wait may have been granted in the race, and the session may carry a
+                # pending KILL QUERY: closing the connection settles both.
+                locker._discard(session)
                 raise AcquireCancelledError(f"acquire of lock {self._name!r} was cancelled")
             started = time.monotonic()
             remaining = deadline - started
@@ -259,11 +264,11 @@ class Lock:
                     row = session.run(_GET_LOCK, (self._server_name, chunk))
             except SessionLost as lost:
                 locker._discard(session)
-                if reused and time.monotonic() - started < _DEAD_ON_ARRIVAL_SECONDS:
+                if reused and time.monotonic() - started < DEAD_ON_ARRIVAL_SECONDS:
                     # A pooled connection may have died while idle (server restart,
                     # wait_timeout): nothing was held on it, so retry once on a new one. A
                     # slow failure (a read timeout) means the server itself is not answering.
-                    session, reused, shared = locker._checkout_for_lock(self._key, fresh=True)
+                    session, reused = locker._checkout(fresh=True)
                     continue
                 raise LockConnectionError(
                     f"lost the connection while acquiring lock {self._name!r}: {lost}"
@@ -271,7 +276,7 @@ class Lock:
             except StatementFailed as failure:
                 if self._cancel_requested:
                     continue  # MySQL reports the KILL QUERY of cancel() as error 1317
-                locker._session_done(session, healthy=True)
+                locker._checkin(session)
                 raise _acquire_error(self._name, failure) from failure.__cause__
             except BaseException:
                 locker._discard(session)
@@ -285,38 +290,16 @@ class Lock:
             if result is None:
                 # MariaDB answers NULL without an error when KILL QUERY or a statement time
                 # limit ends the wait; the connection itself is fine.
-                locker._session_done(session, healthy=True)
+                locker._checkin(session)
                 raise AcquireInterruptedError(
                     f"the server interrupted the wait for lock {self._name!r}"
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                locker._session_done(session, healthy=True)
+                locker._checkin(session)
                 return None
             if chunk == 0:
                 time.sleep(min(_POLL_SECONDS, remaining))
-
-    def _undo_cancelled_wait(self, session: Session, shared: bool) -> None:
-        """Leave nothing behind after a cancelled wait.
-
-        The wait may have been granted in the race, and the session may carry a pending
-        ``KILL QUERY``. Closing the connection settles both, unless other locks of this thread
-        live on it: then the lock is released by name (``RELEASE_LOCK`` answers NULL when it
-        was not granted), and the connection is closed only if even that fails.
-        """
-        if shared:
-            for _ in range(3):
-                try:
-                    with session.mutex:
-                        row = session.run(_RELEASE_LOCK, (self._server_name,))
-                except StatementFailed:
-                    continue  # the pending KILL QUERY hit this statement: try again
-                except SessionLost:
-                    break
-                if row is not None:
-                    self._locker._session_done(session, healthy=True)
-                    return
-        self._locker._discard(session)
 
     def cancel(self) -> bool:
         """Abort an :meth:`acquire` that is waiting in another thread.
@@ -362,7 +345,7 @@ class Lock:
             session = self._session
             self._session = None
             self._state = _IDLE
-        self._locker._lock_released(self, session)
+        self._locker._lock_released(self)
         try:
             with session.mutex:
                 row = session.run(_RELEASE_LOCK, (self._server_name,))
@@ -371,17 +354,17 @@ class Lock:
             self._report_lost(f"the connection failed during release: {exc}")
             return
         except StatementFailed as exc:
-            self._locker._session_done(session, healthy=False)
+            self._locker._discard(session)
             self._report_lost(f"the server refused to release it: {exc}")
             return
         if row and row[0] == 1:
-            # RELEASE_LOCK confirmed the session held the lock once (a Lock never acquires
-            # twice); when no other lock lives on the session it holds nothing and may serve
-            # the next acquire.
-            self._locker._session_done(session, healthy=True)
+            # RELEASE_LOCK confirmed the session held the lock, once (a Lock never acquires
+            # twice, and a session serves one lock): it now holds nothing and may serve the
+            # next acquire.
+            self._locker._checkin(session)
             logger.debug("lock %r released", self._name)
             return
-        self._locker._session_done(session, healthy=False)
+        self._locker._discard(session)
         self._report_lost("the session no longer held it at release")
 
     # -- loss ---------------------------------------------------------------------------------
@@ -421,13 +404,8 @@ class Lock:
             self._state = _LOST
             self._session = None
             self._was_lost = True
-        self._locker._lock_released(self, session)
-        if session.broken:
-            self._locker._discard(session)
-        else:
-            # The session is alive but does not hold this lock; other locks of the same
-            # thread may still live on it, so it is closed only once they are gone.
-            self._locker._session_done(session, healthy=False)
+        self._locker._lock_released(self)
+        self._locker._discard(session)
         self._report_lost(reason)
 
     def _report_lost(self, reason: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from . import listing
 from .config import parse_url
-from .connection import Session, SessionLost, StatementFailed
+from .connection import DEAD_ON_ARRIVAL_SECONDS, Session, SessionLost, StatementFailed
 from .drivers import DriverAdapter, resolve_adapter
 from .errors import (
     InvalidArgumentError,
@@ -28,7 +28,7 @@ from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, strip_namespace, validate_name, validate_namespace
 from .server import PROBE_SQL, ServerInfo
-from .timeouts import FOREVER, validate_driver_timeout
+from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_driver_timeout
 
 __all__ = ["Locker"]
 
@@ -50,6 +50,24 @@ _NO_SUCH_THREAD = 1094
 _KILL_DENIED = 1095
 _ON_BUSY = ("wait", "skip", "raise")
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+_DEFAULT_INTERVAL = DEFAULT_REFRESH_INTERVAL
+
+
+def _server_error(failure: StatementFailed) -> LockError:
+    """Translate a server error from an administrative statement."""
+    error: LockError
+    if failure.code == _KILL_DENIED:
+        error = PermissionDeniedError(
+            f"{failure.message} (killing another account's session needs "
+            "CONNECTION_ADMIN or SUPER on MySQL, CONNECTION ADMIN or SUPER on MariaDB)"
+        )
+    else:
+        error = LockError(f"server error {failure.code}: {failure.message}")
+    error.server_code = failure.code
+    return error
+
+
 _LOCKERS: weakref.WeakSet[Locker] = weakref.WeakSet()
 
 
@@ -121,13 +139,11 @@ class Locker:
         self._checkin(self._checkout()[0])
 
     def _init_state(self) -> None:
+        self._pid = os.getpid()
         self._mutex = threading.Lock()
         self._idle: list[Session] = []
         self._in_use: set[Session] = set()
         self._held: set[Lock] = set()
-        # The session on which each thread holds locks: a thread's next lock waits on it too,
-        # so that the server sees lock-order cycles and answers with a deadlock error.
-        self._thread_sessions: dict[int, Session] = {}
         self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}")
 
     @classmethod
@@ -179,7 +195,7 @@ class Locker:
         name: str,
         *,
         timeout: float = FOREVER,
-        refresh_interval_secs: float = 10,
+        refresh_interval_secs: float = _DEFAULT_INTERVAL,
         on_lost: OnLost | None = None,
     ) -> Lock:
         """Make a lock object for ``name``; nothing is sent to the server until it is acquired.
@@ -191,13 +207,16 @@ class Locker:
             held lock is lost.
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
         """
-        return self.lock_class(
-            self,
-            name,
-            timeout=timeout,
-            refresh_interval_secs=refresh_interval_secs,
-            on_lost=on_lost,
-        )
+        # Only the options the caller set are passed on, so that a lock_class written for
+        # PyMySQLLock 0.2.0, whose constructor took just (locker, name), keeps working.
+        options: dict[str, Any] = {}
+        if timeout is not FOREVER:
+            options["timeout"] = timeout
+        if refresh_interval_secs is not _DEFAULT_INTERVAL:
+            options["refresh_interval_secs"] = refresh_interval_secs
+        if on_lost is not None:
+            options["on_lost"] = on_lost
+        return self.lock_class(self, name, **options)
 
     def get_all_locks(self) -> list[str]:
         """List the names of the user locks currently held on the server, each once.
@@ -209,19 +228,7 @@ class Locker:
         :raises LockListingUnavailableError: if the server exposes no lock listing; the
             message says how to enable one.
         """
-        session, _ = self._checkout()
-        try:
-            with session.mutex:
-                names = self._list_names(session)
-        except SessionLost as lost:
-            self._discard(session)
-            raise LockConnectionError(f"lost the connection while listing locks: {lost}") from (
-                lost.__cause__
-            )
-        except BaseException:
-            self._checkin(session)
-            raise
-        self._checkin(session)
+        names = self._on_idle_session(self._list_names)
         shown = (strip_namespace(name, self.namespace) for name in names)
         return list(dict.fromkeys(name for name in shown if name is not None))
 
@@ -247,25 +254,7 @@ class Locker:
         :returns: one :class:`~PyMySQLLock.LockInfo` per held lock.
         :raises LockListingUnavailableError: if the server exposes no lock listing.
         """
-        session, _ = self._checkout()
-        try:
-            with session.mutex:
-                if self._listing is None:
-                    self._listing = listing.choose(session, self.server)
-                rows = self._listing.details(session)
-        except SessionLost as lost:
-            self._discard(session)
-            raise LockConnectionError(f"lost the connection while listing locks: {lost}") from (
-                lost.__cause__
-            )
-        except StatementFailed as failure:
-            self._checkin(session)
-            self._listing = None
-            raise LockError(f"listing locks failed: {failure.message}") from failure.__cause__
-        except BaseException:
-            self._checkin(session)
-            raise
-        self._checkin(session)
+        rows = self._on_idle_session(self._list_details)
         found: dict[str, LockInfo] = {}
         for stored, connection_id, user, host, held_ms in rows:
             shown = strip_namespace(stored, self.namespace)
@@ -315,7 +304,7 @@ class Locker:
         *,
         timeout: float | None = None,
         on_busy: str = "wait",
-        refresh_interval_secs: float = 10,
+        refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
     ) -> Callable[[F], F]:
         """Decorate a function so that each call runs while holding ``name``.
 
@@ -357,32 +346,39 @@ class Locker:
     def _server_name(self, name: str) -> str:
         return server_name(validate_name(name), self.namespace)
 
-    def _admin(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Run one statement on an idle connection and translate its errors."""
-        session, _ = self._checkout()
-        try:
-            with session.mutex:
-                rows = session.run_all(sql, params)
-        except SessionLost as lost:
-            self._discard(session)
-            raise LockConnectionError(f"lost the connection: {lost}") from lost.__cause__
-        except StatementFailed as failure:
+    def _on_idle_session(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` on an idle connection, under its mutex, and give it back.
+
+        A pooled connection that fails at once was already dead in the pool (server restart,
+        ``wait_timeout``): it is closed and the work retried once on a new connection.
+
+        :raises LockConnectionError: if the connection fails.
+        :raises LockError: for a server error (with :attr:`LockError.server_code`).
+        """
+        session, reused = self._checkout()
+        while True:
+            started = time.monotonic()
+            try:
+                with session.mutex:
+                    result = work(session)
+            except SessionLost as lost:
+                self._discard(session)
+                if reused and time.monotonic() - started < DEAD_ON_ARRIVAL_SECONDS:
+                    session, reused = self._checkout(fresh=True)
+                    continue
+                raise LockConnectionError(f"lost the connection: {lost}") from lost.__cause__
+            except StatementFailed as failure:
+                self._checkin(session)
+                raise _server_error(failure) from failure.__cause__
+            except BaseException:
+                self._discard(session)
+                raise
             self._checkin(session)
-            error: LockError
-            if failure.code == _KILL_DENIED:
-                error = PermissionDeniedError(
-                    f"{failure.message} (killing another account's session needs "
-                    "CONNECTION_ADMIN or SUPER on MySQL, CONNECTION ADMIN or SUPER on MariaDB)"
-                )
-            else:
-                error = LockError(f"server error {failure.code}: {failure.message}")
-            error.server_code = failure.code
-            raise error from failure.__cause__
-        except BaseException:
-            self._discard(session)
-            raise
-        self._checkin(session)
-        return rows
+            return result
+
+    def _admin(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run one statement on an idle connection; see :meth:`_on_idle_session`."""
+        return self._on_idle_session(lambda session: session.run_all(sql, params))
 
     def _kill_query(self, connection_id: int) -> None:
         """End the statement running on session ``connection_id`` (for :meth:`Lock.cancel`)."""
@@ -393,18 +389,22 @@ class Locker:
                 raise
 
     def _list_names(self, session: Session) -> list[str]:
-        """Run the server's lock listing; re-choose it once if the cached one stopped working."""
+        return self._listed(session, lambda strategy: strategy.names(session))
+
+    def _list_details(self, session: Session) -> list[listing.DetailRow]:
+        return self._listed(session, lambda strategy: strategy.details(session))
+
+    def _listed(self, session: Session, read: Callable[[listing.Strategy], T]) -> T:
+        """Read the server's lock listing; re-choose it once if the cached one stopped working."""
         for attempt in (1, 2):
             if self._listing is None:
                 self._listing = listing.choose(session, self.server)
             try:
-                return self._listing.names(session)
-            except StatementFailed as failure:
+                return read(self._listing)
+            except StatementFailed:
                 self._listing = None  # e.g. the plugin was uninstalled: look again
                 if attempt == 2:
-                    raise LockError(f"listing locks failed: {failure.message}") from (
-                        failure.__cause__
-                    )
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -428,6 +428,15 @@ class Locker:
         for session in sessions:
             session.close()
         _LOCKERS.discard(self)
+
+    def __del__(self) -> None:
+        # A Locker dropped without close() (as 0.2.0 code does) holds no lock (held locks
+        # keep it alive), so only idle connections are left: close them now instead of
+        # whenever the driver objects happen to be collected.
+        if getattr(self, "_closed", True) or getattr(self, "_pid", None) != os.getpid():
+            return
+        for session in [*self._idle, *self._in_use]:
+            session.close()
 
     def __enter__(self) -> Locker:
         return self
@@ -465,56 +474,6 @@ class Locker:
             self._in_use.add(session)
         return session, False
 
-    def _checkout_for_lock(self, key: str, fresh: bool = False) -> tuple[Session, bool, bool]:
-        """Find the session for an acquire by the calling thread.
-
-        :param key: the lock's name as the server compares it. A session that already holds
-            it is never shared: the server would count a second grant instead of making the
-            second Lock object wait, and two objects would both think they hold the lock.
-        :param fresh: skip the pool and the thread's session (after a dead pooled one).
-        :returns: the session, whether it came from the pool, and whether other locks of
-            this thread already live on it.
-        """
-        if not fresh:
-            with self._mutex:
-                if self._closed:
-                    raise LockError("this Locker is closed")
-                shared = self._thread_sessions.get(threading.get_ident())
-                if (
-                    shared is not None
-                    and not shared.broken
-                    and shared in self._in_use
-                    and key not in shared.held_keys
-                ):
-                    shared.users += 1
-                    return shared, False, True
-        session, reused = self._checkout(fresh)
-        with self._mutex:
-            session.users += 1
-        return session, reused, False
-
-    def _session_done(self, session: Session, healthy: bool) -> None:
-        """A lock no longer uses ``session``: pool or close it once no lock does.
-
-        :param healthy: the session is known to hold nothing for that lock (``RELEASE_LOCK``
-            confirmed it, or the wait ended without the lock); otherwise it is closed rather
-            than pooled once unused.
-        """
-        with self._mutex:
-            session.users -= 1
-            if session.users > 0:
-                return
-            self._forget_thread_session(session)
-        if healthy:
-            self._checkin(session)
-        else:
-            self._discard(session)
-
-    def _forget_thread_session(self, session: Session) -> None:
-        for ident, mapped in list(self._thread_sessions.items()):
-            if mapped is session:
-                del self._thread_sessions[ident]
-
     def _checkin(self, session: Session) -> None:
         """Give back a healthy connection whose session holds no lock."""
         with self._mutex:
@@ -528,7 +487,6 @@ class Locker:
         """Close a connection that must not be reused (with every lock on it)."""
         with self._mutex:
             self._in_use.discard(session)
-            self._forget_thread_session(session)
         session.close()
 
     def _connect(self) -> Session:
@@ -594,18 +552,14 @@ class Locker:
 
     # -- held locks (used by Lock) ------------------------------------------------------------
 
-    def _lock_held(self, lock: Lock, session: Session, interval: float) -> None:
+    def _lock_held(self, lock: Lock, interval: float) -> None:
         with self._mutex:
             self._held.add(lock)
-            session.held_keys.add(lock._key)
-            if not session.broken:
-                self._thread_sessions[threading.get_ident()] = session
         self._keepalive.watch(lock, interval)
 
-    def _lock_released(self, lock: Lock, session: Session) -> None:
+    def _lock_released(self, lock: Lock) -> None:
         with self._mutex:
             self._held.discard(lock)
-            session.held_keys.discard(lock._key)
         self._keepalive.unwatch(lock)
 
     # -- fork ---------------------------------------------------------------------------------

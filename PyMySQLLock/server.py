@@ -90,14 +90,6 @@ class ServerInfo:
         """Whether ``GET_LOCK`` waits for fractions of a second (MariaDB; MySQL rounds them)."""
         return self.flavor == MARIADB
 
-    def lock_key(self, stored_name: str) -> str:
-        """Give the name as the server compares it: MySQL and TiDB ignore case, MariaDB does not.
-
-        :param stored_name: the name sent to the server.
-        :returns: the comparison key.
-        """
-        return stored_name if self.flavor == MARIADB else stored_name.lower()
-
     @property
     def galera(self) -> bool:
         """Whether Galera replication is on (``wsrep_on=ON``): locks are local to one node."""

@@ -15,6 +15,7 @@ from typing import Any
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = [
+    "DEFAULT_REFRESH_INTERVAL",
     "FOREVER",
     "MAX_DRIVER_TIMEOUT",
     "chunk_seconds",
@@ -25,6 +26,8 @@ __all__ = [
 
 #: The ``timeout`` that means "wait until acquired", as in PyMySQLLock 0.2.0.
 FOREVER = -1
+#: Seconds between two keepalive checks of a held lock, unless set (PyMySQLLock 0.2.0's value).
+DEFAULT_REFRESH_INTERVAL = 10
 #: The longest connect/read timeout every driver accepts (PyMySQL's limit: one year).
 MAX_DRIVER_TIMEOUT = 31536000.0
 

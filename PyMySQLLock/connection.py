@@ -8,6 +8,7 @@ broken and is never used again.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -83,6 +84,28 @@ class Session:
     def run_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement and return all rows; see :meth:`run`."""
         return self._call(self.adapter.query_all, sql, params)  # type: ignore[no-any-return]
+
+    def send(self, sql: str, params: Sequence[Any] = ()) -> bool:
+        """Send one statement without reading its answer, if the driver can; see :meth:`run`.
+
+        The caller holds :attr:`mutex` until :meth:`receive` (or :meth:`close`).
+
+        :returns: ``False`` (and nothing sent) when the driver cannot split a statement.
+        """
+        if not self.adapter.supports_split_query:
+            return False
+        self._call(functools.partial(self.adapter.send_query, self.raw), sql, params)
+        return True
+
+    def receive(self) -> tuple[Any, ...] | None:
+        """Read the answer to :meth:`send`: its first row. Raises as :meth:`run` does."""
+        return self._call(  # type: ignore[no-any-return]
+            lambda _cursor, _sql, _params: self.adapter.read_first_row(self.raw), "", ()
+        )
+
+    def fileno(self) -> int | None:
+        """:returns: the connection's socket descriptor, when the driver tells."""
+        return self.adapter.fileno(self.raw)
 
     def _call(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
         if self.broken:

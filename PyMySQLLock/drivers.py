@@ -174,6 +174,24 @@ class DriverAdapter:
         cursor.execute(sql, tuple(params))
         return [tuple(row) for row in cursor.fetchall()]
 
+    #: Whether :meth:`send_query` and :meth:`read_first_row` are available, so that the
+    #: keepalive can send the checks of many locks before it waits for any answer.
+    supports_split_query: ClassVar[bool] = False
+
+    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> None:
+        """Send one statement without waiting for its answer (see :attr:`supports_split_query`).
+
+        :param raw: the connection.
+        :param cursor: a cursor from :meth:`cursor`, used for the driver's escaping.
+        :param sql: the statement, with ``%s`` placeholders.
+        :param params: the values for the placeholders.
+        """
+        raise NotImplementedError(f"{self.name} cannot split a query")
+
+    def read_first_row(self, raw: Any) -> tuple[Any, ...] | None:
+        """Read the answer to :meth:`send_query`; returns its first row, or ``None``."""
+        raise NotImplementedError(f"{self.name} cannot split a query")
+
     def close(self, raw: Any) -> None:
         """Close ``raw``, ignoring every error: a connection being thrown away may be broken."""
         # Nothing useful can be done with an error from closing a connection being dropped.
@@ -301,6 +319,19 @@ class PyMySQLAdapter(DriverAdapter):
             self._preferred_tls_context = getattr(raw, "ctx", None)
         return raw
 
+    supports_split_query = True
+
+    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> None:
+        """Send through PyMySQL's command layer (the cursor would also wait for the answer)."""
+        command = importlib.import_module("pymysql.constants.COMMAND")
+        raw._execute_command(command.COM_QUERY, cursor.mogrify(sql, tuple(params)))
+
+    def read_first_row(self, raw: Any) -> tuple[Any, ...] | None:
+        """Read the answer the way ``Connection.query`` does."""
+        raw._affected_rows = raw._read_query_result()
+        rows = raw._result.rows
+        return tuple(rows[0]) if rows else None
+
     @staticmethod
     def _unix_socket(options: dict[str, Any]) -> socket.socket | None:
         """Connect the unix socket here, so that a failure closes it.
@@ -362,6 +393,21 @@ class MySQLdbAdapter(DriverAdapter):
         elif files:
             options["ssl_mode"] = "REQUIRED"
         return options
+
+    supports_split_query = True
+
+    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> None:
+        """Send through the C API's ``mysql_send_query``."""
+        statement = cursor.mogrify(sql, tuple(params))
+        # The connection's Python codec (MySQL's "utf8mb4" is Python's "utf-8").
+        raw.send_query(statement.encode(getattr(raw, "encoding", None) or "utf-8"))
+
+    def read_first_row(self, raw: Any) -> tuple[Any, ...] | None:
+        """Read through ``mysql_read_query_result`` and ``mysql_store_result``."""
+        raw.read_query_result()
+        result = raw.store_result()
+        rows = result.fetch_row(1) if result is not None else ()
+        return tuple(rows[0]) if rows else None
 
     def fileno(self, raw: Any) -> int | None:
         """:returns: the socket's descriptor."""

@@ -9,28 +9,46 @@ so a warm acquire/release loop does not pay for a thread start per cycle.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
+import selectors
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol, TypeVar
 
 __all__ = ["Keepalive", "Watched"]
 
 logger = logging.getLogger("PyMySQLLock")
 
+T = TypeVar("T")
+
 #: Seconds by which a check may run early to share a wake-up with the one before it.
 _BATCH_WINDOW = 0.05
+
+
+class Probe(Protocol):
+    """A check that was sent and waits for its answer on a socket."""
+
+    def fileno(self) -> int | None:
+        """:returns: the socket the answer arrives on (``None``: unknown, read at once)."""
+
+    def finish(self) -> float | None:
+        """Read the answer; returns seconds until the next check, or ``None`` to stop."""
+
+    def expire(self, waited: float) -> None:
+        """Give up: no answer came within the ping timeout."""
 
 
 class Watched(Protocol):
     """Something the keepalive checks: in practice a held :class:`~PyMySQLLock.Lock`."""
 
-    def _keepalive_check(self) -> float | None:
-        """Run one check.
+    def _keepalive_start(self) -> float | Probe | None:
+        """Start one check.
 
-        :returns: seconds until the next check, or ``None`` to stop watching.
+        :returns: a :class:`Probe` waiting for its answer, or seconds until the next check,
+            or ``None`` to stop watching.
         """
 
 
@@ -38,11 +56,13 @@ class Keepalive:
     """Schedules the checks of one Locker's held locks on a single background thread.
 
     :param name: the thread's name.
+    :param ping_timeout: seconds to wait for the answers to a round of checks.
     :param linger: seconds the thread waits with nothing to watch before it exits.
     """
 
-    def __init__(self, name: str, linger: float = 0.25) -> None:
+    def __init__(self, name: str, ping_timeout: float = 10.0, linger: float = 0.25) -> None:
         self.name = name
+        self.ping_timeout = ping_timeout
         self.linger = linger
         self._init_state()
 
@@ -64,7 +84,7 @@ class Keepalive:
     def watch(self, watched: Watched, first_check_in: float) -> None:
         """Start checking ``watched``, the first time after ``first_check_in`` seconds.
 
-        :param watched: the object whose ``_keepalive_check`` is called.
+        :param watched: the object whose ``_keepalive_start`` is called.
         :param first_check_in: seconds until the first check.
         """
         with self._cond:
@@ -110,8 +130,8 @@ class Keepalive:
     def _live(self, entry: tuple[float, int, int, Watched]) -> bool:
         return self._tokens.get(id(entry[3])) == entry[2]
 
-    def _next_due(self) -> tuple[int, Watched] | None:
-        """Wait for the next due check; ``None`` means the thread should exit."""
+    def _next_due(self) -> list[tuple[int, Watched]] | None:
+        """Wait for the next due checks; ``None`` means the thread should exit."""
         idle_since: float | None = None
         with self._cond:
             while not self._stopping:
@@ -125,33 +145,80 @@ class Keepalive:
                     self._cond.wait(self.linger - (now - idle_since))
                     continue
                 idle_since = None
-                due, _, token, watched = self._heap[0]
-                # Checks due within the window run together, early: one wake-up serves many
-                # locks, which is most of the keepalive's CPU cost with 1,000 locks held.
-                if due <= now + _BATCH_WINDOW:
-                    heapq.heappop(self._heap)
-                    return token, watched
+                due = self._heap[0][0]
+                if due <= now:
+                    # Checks due within the window run together, early: one wake-up serves
+                    # many locks, which is most of the keepalive's CPU cost with 1,000 locks.
+                    batch = []
+                    while self._heap and self._heap[0][0] <= now + _BATCH_WINDOW:
+                        _, _, token, watched = heapq.heappop(self._heap)
+                        if self._live((due, 0, token, watched)):
+                            batch.append((token, watched))
+                    return batch
                 self._cond.wait(due - now)
             self._thread = None
             return None
 
     def _run(self) -> None:
         while True:
-            due = self._next_due()
-            if due is None:
+            batch = self._next_due()
+            if batch is None:
                 return
-            token, watched = due
-            try:
-                delay = watched._keepalive_check()
-            except Exception:
-                # A bug must not kill the thread that guards every other lock.
-                logger.exception("keepalive check of %r failed", watched)
-                delay = None
+            outcomes = self._check(batch)
             with self._cond:
-                if self._tokens.get(id(watched)) != token or self._stopping:
-                    continue
-                if delay is None:
-                    del self._tokens[id(watched)]
-                else:
-                    entry = (time.monotonic() + delay, next(self._sequence), token, watched)
-                    heapq.heappush(self._heap, entry)
+                for token, watched, delay in outcomes:
+                    if self._tokens.get(id(watched)) != token or self._stopping:
+                        continue
+                    if delay is None:
+                        del self._tokens[id(watched)]
+                    else:
+                        entry = (time.monotonic() + delay, next(self._sequence), token, watched)
+                        heapq.heappush(self._heap, entry)
+
+    def _check(self, batch: list[tuple[int, Watched]]) -> list[tuple[int, Watched, float | None]]:
+        """Run a batch of checks: send them all, then wait for all the answers together.
+
+        Waiting together bounds the round by one ping timeout however many sessions hang, so a
+        hung server is noticed for every lock within its refresh interval plus the ping
+        timeout.
+        """
+        outcomes: list[tuple[int, Watched, float | None]] = []
+        waiting: dict[int, tuple[int, Watched, Probe]] = {}
+        for token, watched in batch:
+            outcome = self._guard(watched, watched._keepalive_start)
+            if outcome is None or isinstance(outcome, (int, float)):
+                outcomes.append((token, watched, outcome))
+                continue
+            fd = outcome.fileno()
+            if fd is None or fd in waiting:
+                outcomes.append((token, watched, self._guard(watched, outcome.finish)))
+            else:
+                waiting[fd] = (token, watched, outcome)
+        if not waiting:
+            return outcomes
+        started = time.monotonic()
+        with selectors.DefaultSelector() as selector:
+            for fd in waiting:
+                selector.register(fd, selectors.EVENT_READ)
+            while waiting:
+                left = started + self.ping_timeout - time.monotonic()
+                if left <= 0:
+                    break
+                for key, _ in selector.select(left):
+                    selector.unregister(key.fd)
+                    token, watched, probe = waiting.pop(key.fd)
+                    outcomes.append((token, watched, self._guard(watched, probe.finish)))
+        waited = time.monotonic() - started
+        for token, watched, probe in waiting.values():
+            self._guard(watched, functools.partial(probe.expire, waited))
+            outcomes.append((token, watched, None))
+        return outcomes
+
+    @staticmethod
+    def _guard(watched: Watched, step: Callable[[], T]) -> T | None:
+        try:
+            return step()
+        except Exception:
+            # A bug must not kill the thread that guards every other lock.
+            logger.exception("keepalive check of %r failed", watched)
+            return None

@@ -77,6 +77,48 @@ def _acquire_error(name: str, failure: StatementFailed) -> LockError:
     return error
 
 
+class _Probe:
+    """A keepalive check sent on a lock's session, waiting for its answer.
+
+    It holds the session's mutex from the moment the check is sent until the answer is read
+    (:meth:`finish`) or given up (:meth:`expire`).
+    """
+
+    __slots__ = ("interval", "lock", "session")
+
+    def __init__(self, lock: Lock, session: Session, interval: float) -> None:
+        self.lock = lock
+        self.session = session
+        self.interval = interval
+
+    def fileno(self) -> int | None:
+        """:returns: the socket to wait on for the answer."""
+        return self.session.fileno()
+
+    def finish(self) -> float | None:
+        """Read the answer; see :meth:`Lock._keepalive_start` for the result."""
+        try:
+            row = self.session.receive()
+        except (SessionLost, StatementFailed) as exc:
+            return self.settle(None, f"the connection failed: {exc}")
+        return self.settle(row, None)
+
+    def expire(self, waited: float) -> None:
+        """Give up waiting: a session that does not answer cannot prove it holds the lock."""
+        self.session.broken = True
+        self.settle(None, f"the server did not answer the check within {waited:.1f} s")
+
+    def settle(self, row: tuple[Any, ...] | None, failure: str | None) -> float | None:
+        """Release the session's mutex and act on the check's outcome."""
+        self.session.mutex.release()
+        if failure is None and row and row[0] == 1:
+            return self.interval
+        self.lock._declare_lost(
+            self.session, failure or "the server reports it free or held by another session"
+        )
+        return None
+
+
 class Lock:
     """A named lock: mutual exclusion across every process that uses the same server and name.
 
@@ -369,10 +411,15 @@ class Lock:
 
     # -- loss ---------------------------------------------------------------------------------
 
-    def _keepalive_check(self) -> float | None:
-        """Called by the keepalive thread: prove the session still holds the lock.
+    def _keepalive_start(self) -> float | _Probe | None:
+        """Called by the keepalive thread: start proving that the session still holds the lock.
 
-        :returns: seconds until the next check, or ``None`` when no longer held.
+        Where the driver can, the check is only sent here and its answer read later, so that
+        one thread can wait for the answers of many locks at once: a server that hangs then
+        costs one ping timeout for all of them, not one each.
+
+        :returns: a :class:`_Probe` waiting for the answer, or (when the check is already
+            settled) seconds until the next check, or ``None`` when no longer held.
         """
         with self._mutex:
             session = self._session
@@ -383,19 +430,21 @@ class Lock:
         # the question itself, and waiting could delay every other lock's check.
         if not session.mutex.acquire(blocking=False):
             return min(interval, 0.05)
-        try:
-            if self._session is not session:
-                return None
-            row = session.run(_STILL_HELD, (self._server_name,))
-            reason = None if row and row[0] == 1 else "the server reports it free or taken"
-        except (SessionLost, StatementFailed) as exc:
-            reason = f"the connection failed: {exc}"
-        finally:
+        if self._session is not session:
             session.mutex.release()
-        if reason is None:
-            return interval
-        self._declare_lost(session, reason)
-        return None
+            return None
+        probe = _Probe(self, session, interval)
+        try:
+            if session.send(_STILL_HELD, (self._server_name,)):
+                return probe
+            row = session.run(_STILL_HELD, (self._server_name,))
+        except (SessionLost, StatementFailed) as exc:
+            return probe.settle(None, f"the connection failed: {exc}")
+        except BaseException:
+            session.broken = True
+            probe.settle(None, "the check itself failed")
+            raise
+        return probe.settle(row, None)
 
     def _declare_lost(self, session: Session, reason: str) -> None:
         with self._mutex:

@@ -144,7 +144,7 @@ class Locker:
         self._idle: list[Session] = []
         self._in_use: set[Session] = set()
         self._held: set[Lock] = set()
-        self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}")
+        self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}", self._read_timeout)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Locker:

@@ -1,0 +1,188 @@
+"""A small threaded TCP proxy for fault-injection tests: cut or black-hole a real TCP path.
+
+>>> proxy = TcpProxy("127.0.0.1", server.port)  # doctest: +SKIP
+>>> Locker(host="127.0.0.1", port=proxy.port, ...)  # connects through the proxy
+>>> proxy.sever()  # every connection through it is closed, on both sides
+>>> proxy.blackhole()  # bytes stop flowing; every socket stays open
+>>> proxy.restore()  # bytes flow again
+>>> proxy.close()  # stop listening, close everything, join every thread
+
+The proxy listens on ``127.0.0.1`` on a port of its own and opens one upstream connection per
+accepted client. Each direction of each connection is pumped by a thread of its own.
+
+While black-holed it models a network partition: nothing is read from any socket, so bytes
+wait in the kernel's buffers and a closed socket is not seen by the other side, exactly as a
+lost path delays data and ``FIN`` alike. New clients are still accepted (a partition does not
+refuse connections, it leaves them unanswered), but get no server greeting until
+:meth:`restore`. After :meth:`restore` the waiting bytes and closes are delivered, as TCP
+retransmission would deliver them once the path heals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+
+__all__ = ["TcpProxy"]
+
+#: Seconds a pump or the acceptor waits between looks at the proxy's flags.
+_TICK = 0.02
+_CHUNK = 65536
+
+
+class _Pair:
+    """One proxied connection: the client's socket and the upstream socket."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.closed = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def close(self) -> None:
+        """Close both sockets (idempotent); the other ends see the connection end."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        for sock in (self.client, self.upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+class TcpProxy:
+    """Forward TCP connections from a local port to ``(host, port)``, with injectable faults.
+
+    :param host: the upstream host.
+    :param port: the upstream port.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self.host, self.port = self._listener.getsockname()
+        self._mutex = threading.Lock()
+        self._pairs: list[_Pair] = []
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._stopping = threading.Event()
+        #: How many client connections were accepted since the proxy started.
+        self.accepted = 0
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name=f"tcpproxy-{self.port}-accept", daemon=True
+        )
+        self._acceptor.start()
+
+    def __repr__(self) -> str:
+        state = "blackholed" if not self._flowing.is_set() else "forwarding"
+        return f"<TcpProxy 127.0.0.1:{self.port} -> {self.upstream[0]}:{self.upstream[1]} {state}>"
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- faults -------------------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        """How many proxied connections are open."""
+        with self._mutex:
+            return sum(1 for pair in self._pairs if not pair.closed.is_set())
+
+    def sever(self) -> None:
+        """Close every open connection on both sides; new connections are still accepted."""
+        with self._mutex:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            pair.close()
+        self._join(pairs)
+
+    def blackhole(self) -> None:
+        """Stop forwarding bytes in both directions; every socket stays open."""
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        """Forward bytes again (what waited in the buffers is delivered)."""
+        self._flowing.set()
+
+    def close(self) -> None:
+        """Stop accepting, close every connection and join every thread (idempotent)."""
+        self._stopping.set()
+        self._flowing.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        if self._acceptor is not threading.current_thread():
+            self._acceptor.join()
+        self.sever()
+
+    # -- threads ------------------------------------------------------------------------------
+
+    def _join(self, pairs: list[_Pair]) -> None:
+        current = threading.current_thread()
+        for pair in pairs:
+            for thread in pair.threads:
+                if thread is not current:
+                    thread.join()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                ready, _, _ = select.select([self._listener], [], [], _TICK)
+            except (OSError, ValueError):
+                return  # the listener was closed
+            if not ready:
+                continue
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                continue
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()  # the upstream refuses: so does the proxy
+                continue
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pair = _Pair(client, upstream)
+            for source, target, way in ((client, upstream, "up"), (upstream, client, "down")):
+                pair.threads.append(
+                    threading.Thread(
+                        target=self._pump,
+                        args=(pair, source, target),
+                        name=f"tcpproxy-{self.port}-{way}",
+                        daemon=True,
+                    )
+                )
+            with self._mutex:
+                if self._stopping.is_set():
+                    pair.close()
+                    return
+                self._pairs.append(pair)
+                self.accepted += 1
+            for thread in pair.threads:
+                thread.start()
+
+    def _pump(self, pair: _Pair, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while not pair.closed.is_set():
+                if not self._flowing.wait(_TICK):
+                    continue  # black-holed: leave the bytes (and any FIN) in the kernel
+                ready, _, _ = select.select([source], [], [], _TICK)
+                if not ready or not self._flowing.is_set():
+                    continue
+                data = source.recv(_CHUNK)
+                if not data:
+                    break  # this side closed: close the other side too
+                target.sendall(data)
+        except (OSError, ValueError):
+            pass  # a socket was closed under us (sever, close, or the peer's reset)
+        pair.close()

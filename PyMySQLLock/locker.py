@@ -336,8 +336,15 @@ class Locker:
                         logger.info("skipped %s: lock %r is busy", function.__qualname__, name)
                         return None
                     raise LockTimeoutError(f"lock {name!r} is busy")
-                with _Held(lock):
-                    return function(*args, **kwargs)
+                # Released as a with block would: a loss during the call raises LockLostError
+                # once the function has returned, unless the function itself raised.
+                try:
+                    result = function(*args, **kwargs)
+                except BaseException as exc:
+                    lock.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
+                lock.__exit__(None, None, None)
+                return result
 
             return wrapper  # type: ignore[return-value]
 
@@ -575,21 +582,3 @@ class Locker:
             if not self._adapter.detach_after_fork(session.raw):
                 _FORK_ORPHANS.append(session.raw)
         self._init_state()
-
-
-class _Held:
-    """Release an acquired lock at the end of a block, with the ``with`` block's semantics."""
-
-    def __init__(self, lock: Lock) -> None:
-        self._lock = lock
-
-    def __enter__(self) -> Lock:
-        return self._lock
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._lock.__exit__(exc_type, exc, traceback)

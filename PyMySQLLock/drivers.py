@@ -56,6 +56,8 @@ class DriverAdapter:
     read_timeout_kwarg: ClassVar[str] = "read_timeout"
     #: The connect() keyword that bounds the connection handshake.
     connect_timeout_kwarg: ClassVar[str] = "connect_timeout"
+    #: The connect() keyword that bounds a write, if the driver has one in all its releases.
+    write_timeout_kwarg: ClassVar[str | None] = "write_timeout"
 
     def __init__(self, connect: ConnectFunction | None = None) -> None:
         self._custom_connect = connect
@@ -117,6 +119,10 @@ class DriverAdapter:
         # Some drivers wait forever for a handshake by default, and a hung server accepts TCP
         # connections (the kernel does) without ever answering.
         options.setdefault(self.connect_timeout_kwarg, self.encode_read_timeout(read_timeout))
+        if self.write_timeout_kwarg is not None:
+            # Bounds writes to a hung server too; for PyMySQL an equal value also spares two
+            # socket timeout changes per statement.
+            options.setdefault(self.write_timeout_kwarg, self.encode_read_timeout(read_timeout))
         return options
 
     def encode_read_timeout(self, seconds: float) -> Any:
@@ -423,6 +429,7 @@ class MySQLConnectorAdapter(DriverAdapter):
     name = "mysql.connector"
     extra = "mysql-connector"
     connect_timeout_kwarg = "connection_timeout"
+    write_timeout_kwarg = None  # only in recent releases
 
     def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
         """Connect, and read the session's ``sql_mode`` at once.

@@ -75,6 +75,10 @@ class Keepalive:
         self._sequence = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # When the waiting thread wakes up by itself (monotonic seconds): a new entry due later,
+        # or a release while the thread already lingers, needs no wake-up. Waking the thread
+        # on every acquire/release would cost a context switch per cycle.
+        self._wakes_at = 0.0
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -97,17 +101,21 @@ class Keepalive:
                 thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread = thread
                 thread.start()
-            elif self._heap[0] is entry:
+            elif entry[0] < self._wakes_at:
                 self._cond.notify()
 
     def unwatch(self, watched: Watched) -> None:
         """Stop checking ``watched``; a check already running finishes.
 
-        Its heap entry is dropped lazily when it comes due, which keeps this O(1).
+        Its heap entry is dropped lazily, when it comes due or when dead entries outnumber the
+        live ones (a fast acquire/release loop leaves one per cycle).
         """
         with self._cond:
             self._tokens.pop(id(watched), None)
-            if not self._tokens:
+            if len(self._heap) > 2 * len(self._tokens) + 64:
+                self._heap = [entry for entry in self._heap if self._live(entry)]
+                heapq.heapify(self._heap)
+            if not self._tokens and self._wakes_at > time.monotonic() + self.linger:
                 # Wake the thread from a wait for a far-off check, so that it starts to linger
                 # now and ends soon after the last lock is released.
                 self._cond.notify()
@@ -142,7 +150,7 @@ class Keepalive:
                     idle_since = now if idle_since is None else idle_since
                     if now - idle_since >= self.linger:
                         break
-                    self._cond.wait(self.linger - (now - idle_since))
+                    self._wait_until(idle_since + self.linger)
                     continue
                 idle_since = None
                 due = self._heap[0][0]
@@ -155,9 +163,15 @@ class Keepalive:
                         if self._live((due, 0, token, watched)):
                             batch.append((token, watched))
                     return batch
-                self._cond.wait(due - now)
+                self._wait_until(due)
             self._thread = None
             return None
+
+    def _wait_until(self, deadline: float) -> None:
+        """Wait on the condition (whose lock the caller holds) until ``deadline`` or a notify."""
+        self._wakes_at = deadline
+        self._cond.wait(deadline - time.monotonic())
+        self._wakes_at = 0.0
 
     def _run(self) -> None:
         while True:

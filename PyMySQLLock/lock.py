@@ -165,7 +165,7 @@ class Lock:
         # Set by cancel(); the session currently waiting, so cancel() knows what to KILL QUERY.
         self._cancel_requested = False
         self._waiting: Session | None = None
-        self._acquire_done = threading.Event()
+        self._acquire_done: threading.Event | None = None
 
     def _forget_parent(self) -> None:
         """In a forked child, drop the parent's state: its session is not ours to use."""
@@ -257,14 +257,15 @@ class Lock:
             self._state = _ACQUIRING
             self._was_lost = False
             self._cancel_requested = False
-            self._acquire_done = threading.Event()
+            self._acquire_done = None
         session: Session | None = None
         try:
             session = self._wait(seconds)
         finally:
             with self._mutex:
                 self._waiting = None
-                self._acquire_done.set()
+                if self._acquire_done is not None:
+                    self._acquire_done.set()
                 if session is None:
                     self._state = _IDLE
                 else:
@@ -357,6 +358,9 @@ class Lock:
             if self._state != _ACQUIRING:
                 return False
             self._cancel_requested = True
+            # Made here, not per acquire: only a cancel needs to wait for the acquire's end.
+            if self._acquire_done is None:
+                self._acquire_done = threading.Event()
             done = self._acquire_done
         # The waiter may be between two statements when a KILL QUERY arrives, which the server
         # then ignores; repeating it until acquire() ends closes that gap.

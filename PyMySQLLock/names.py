@@ -54,7 +54,11 @@ def _is_safe(char: str) -> bool:
 
 def fits_verbatim(full_name: str) -> bool:
     """:returns: whether the server can store ``full_name`` unchanged on MySQL and MariaDB."""
-    return len(full_name) <= MAX_SERVER_NAME_CHARS and all(map(_is_safe, full_name))
+    if len(full_name) > MAX_SERVER_NAME_CHARS:
+        return False
+    if full_name.isascii():  # the common case, checked in C
+        return "\0" not in full_name
+    return all(map(_is_safe, full_name))
 
 
 def validate_name(name: Any) -> str:

@@ -33,8 +33,11 @@ MAX_DRIVER_TIMEOUT = 31536000.0
 
 
 def _number(value: Any, what: str) -> float:
+    # The exact types first: the numbers.Real check is slow, and this runs on every acquire.
     # bool is an int subclass, but acquire(True) is a mistake, not a one-second timeout.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) not in (float, int) and (
+        isinstance(value, bool) or not isinstance(value, numbers.Real)
+    ):
         raise InvalidArgumentTypeError(f"{what} must be a number, not {type(value).__name__}")
     try:
         number = float(value)

@@ -35,7 +35,11 @@ class LockError(Exception):
 
 
 class LockTimeoutError(LockError, TimeoutError):
-    """The lock was not acquired within the timeout (raised by ``with``, never by ``acquire``)."""
+    """The lock was not acquired within the timeout.
+
+    Raised by ``with`` and by :meth:`~PyMySQLLock.Locker.synchronized`; ``acquire()`` returns
+    ``False`` instead.
+    """
 
 
 class LockNotHeldError(LockError, RuntimeError):

@@ -241,6 +241,9 @@ class Lock:
         :raises AcquireInterruptedError: if the server ended the wait (``KILL QUERY``, a
             statement time limit) or :meth:`cancel` was called.
         :raises LockConnectionError: if the server cannot be reached.
+        :raises UnsupportedServerError: if the server refuses user locks (error 1235 on some
+            MariaDB Galera releases, 1836 on an Aurora reader).
+        :raises LockError: if the Locker is closed.
         :raises InvalidArgumentError: for an out-of-range timeout or interval (before anything
             is sent).
         """

@@ -203,8 +203,9 @@ class Locker:
         :param name: the lock name, any non-empty :class:`str`.
         :param timeout: the default timeout of :meth:`Lock.acquire` and of ``with``.
         :param refresh_interval_secs: the default seconds between keepalive checks.
-        :param on_lost: called as ``on_lost(lock)`` once, from the keepalive thread, if the
-            held lock is lost.
+        :param on_lost: called as ``on_lost(lock)`` once if the held lock is lost: from the
+            keepalive thread, or from the thread calling ``release()`` when that is what
+            finds the loss.
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
         """
         # Only the options the caller set are passed on, so that a lock_class written for

@@ -2,6 +2,9 @@
 
 Installed as the ``pymysqllock`` console script and runnable as ``python -m PyMySQLLock``; the
 reference page is ``docs/cli.rst``. POSIX only (``run`` supervises its command with signals).
+This module holds the argument parser, the sub-commands and :func:`main`; how ``run``
+supervises its command is in :mod:`PyMySQLLock.runner`, and how the connection settings are
+found in :mod:`PyMySQLLock.cliconnect`.
 
 The password is never put on a command line of ours, never logged and never printed: give it
 through ``PYMYSQLLOCK_URL`` or an option file rather than ``-pSECRET``, which other users can
@@ -12,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
 import logging
 import math
 import os
 import signal
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import optionfile
+from .cliconnect import URL_ENV, Connection, UsageError, open_locker, resolve_connection
 from .config import parse_url
 from .drivers import resolve_adapter
 from .errors import (
@@ -36,10 +36,19 @@ from .errors import (
     PermissionDeniedError,
 )
 from .listing import LockInfo
-from .lock import Lock
 from .locker import Locker
 from .names import server_name, validate_name
-from .timeouts import FOREVER
+from .runner import (
+    CONNECTION_ID_ENV,
+    EXIT_CANNOT_EXECUTE,
+    EXIT_LOST,
+    EXIT_NOT_FOUND,
+    EXIT_SIGNAL_BASE,
+    LOCK_NAME_ENV,
+    Runner,
+    Signals,
+    inheritable_fds,
+)
 from .version import __version__
 
 __all__ = [
@@ -70,14 +79,11 @@ __all__ = [
 logger = logging.getLogger("PyMySQLLock")
 
 PROG = "pymysqllock"
-#: The environment variable holding the connection URL.
-URL_ENV = "PYMYSQLLOCK_URL"
-#: Set for the command of ``run``: the lock name, and the id of the session that holds it.
-LOCK_NAME_ENV = "PYMYSQLLOCK_LOCK_NAME"
-CONNECTION_ID_ENV = "PYMYSQLLOCK_CONNECTION_ID"
 
 # Exit codes. Our own failures use the sysexits.h numbers, which commands rarely use for
 # themselves, so that "run" can pass the command's status through and still be told apart.
+# The statuses only "run" produces (EXIT_LOST, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND,
+# EXIT_SIGNAL_BASE) are defined in .runner, which returns them; they are re-exported here.
 EXIT_OK = 0
 #: run: the lock is busy (the default of -E, as flock); status: held; release: was free.
 EXIT_BUSY = 1
@@ -87,15 +93,8 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
 #: A bug: an unexpected exception.
 EXIT_SOFTWARE = 70
-#: run: the lock was lost while the command ran; the command was stopped.
-EXIT_LOST = 75
 #: release --force: this account may not end the holder's session.
 EXIT_NO_PERMISSION = 77
-#: run: the command cannot be executed / was not found (as a shell reports them).
-EXIT_CANNOT_EXECUTE = 126
-EXIT_NOT_FOUND = 127
-#: A death by signal N is reported as 128 + N, as a shell does.
-EXIT_SIGNAL_BASE = 128
 
 EXIT_CODES_HELP = f"""\
 exit codes:
@@ -116,25 +115,6 @@ exit codes:
 environment:
   {URL_ENV}  connection URL, e.g. mysql://app:s%40cret@db:3306/app
 """
-
-
-def _signals(*names: str) -> frozenset[int]:
-    # getattr: list, status and release also work where some signals do not exist (Windows).
-    return frozenset(getattr(signal, name) for name in names if hasattr(signal, name))
-
-
-# The signals "run" passes on to its command.
-_FORWARDED = _signals("SIGINT", "SIGTERM", "SIGHUP")
-# Signals that Python ignores at startup; the command must start with the default action.
-_RESET_IN_CHILD = _signals("SIGPIPE", "SIGXFSZ")
-# siginfo.si_code of a signal sent by the kernel, e.g. by the terminal for Ctrl-C (Linux).
-_SI_KERNEL = 0x80
-# Longest sleep of the supervising loop: only a safety net, every event also wakes it.
-_MAX_SLEEP = 1.0
-
-
-class UsageError(Exception):
-    """The command line cannot be carried out as given (exit 2)."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -407,135 +387,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-# --------------------------------------------------------------------------- connection
-
-
-@dataclass
-class Connection:
-    """Where and how to connect, resolved from the command line, environment and files.
-
-    :param driver: the driver name, or ``None`` for the first installed.
-    :param connect_kwargs: driver-neutral ``connect()`` arguments.
-    :param locker_options: ``Locker`` options from a URL (``namespace``, ...).
-    :param source: where the settings came from, for messages.
-    """
-
-    driver: str | None = None
-    connect_kwargs: dict[str, Any] = field(default_factory=dict)
-    locker_options: dict[str, Any] = field(default_factory=dict)
-    source: str = "defaults"
-
-    def __repr__(self) -> str:
-        return f"<Connection {self.describe()} from {self.source}>"
-
-    def describe(self) -> str:
-        """:returns: ``user@host:port`` or ``user@socket``, never the password."""
-        kwargs = self.connect_kwargs
-        where = kwargs.get("unix_socket") or (
-            f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
-        )
-        user = kwargs.get("user")
-        return where if user is None else f"{user}@{where}"
-
-
-def resolve_connection(
-    args: argparse.Namespace,
-    environ: dict[str, str] | None = None,
-    prompt: Callable[[str], str] = getpass.getpass,
-) -> Connection:
-    """Work out the connection settings, asking for the password when told to.
-
-    Precedence: ``--url``, then ``--defaults-file``/``--defaults-extra-file``, then
-    ``$PYMYSQLLOCK_URL``, then the default option files (unless ``--no-defaults``); the
-    single-setting flags override any of them.
-
-    :param args: the parsed command line.
-    :param environ: the environment; default :data:`os.environ`.
-    :param prompt: asks for the password.
-    :returns: the settings.
-    :raises UsageError: for contradicting options or a password prompt without an answer.
-    :raises InvalidArgumentError: for a bad URL or option file.
-    """
-    env = dict(os.environ) if environ is None else environ
-    named_files = [path for path in (args.defaults_file, args.defaults_extra_file) if path]
-    if args.url and named_files:
-        raise UsageError("--url cannot be combined with --defaults-file or --defaults-extra-file")
-    if args.defaults_file and args.defaults_extra_file:
-        raise UsageError("--defaults-file reads only that file: drop --defaults-extra-file")
-    env_url = env.get(URL_ENV, "").strip()
-    if args.url or (env_url and not named_files):
-        url = args.url or env_url
-        settings = parse_url(url)
-        connection = Connection(
-            settings.driver,
-            dict(settings.connect_kwargs),
-            dict(settings.locker_options),
-            "--url" if args.url else f"${URL_ENV}",
-        )
-    else:
-        if args.defaults_file:
-            files = [args.defaults_file]
-        else:
-            files = [] if args.no_defaults else optionfile.default_files(env, env.get("HOME"))
-            if args.defaults_extra_file:
-                # The mysql client reads the extra file just before the user's ~/.my.cnf.
-                files.insert(max(len(files) - 1, 0), args.defaults_extra_file)
-        options = optionfile.read_files(files, required=named_files)
-        connection = Connection(
-            connect_kwargs=optionfile.connect_options(options),
-            source=", ".join(str(path) for path in files) or "no option file",
-        )
-    kwargs = connection.connect_kwargs
-    for name, keyword in (
-        ("host", "host"),
-        ("port", "port"),
-        ("user", "user"),
-        ("socket", "unix_socket"),
-        ("database", "database"),
-        ("password", "password"),
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            kwargs[keyword] = value
-    if args.driver:
-        connection.driver = args.driver
-    host = kwargs.get("host")
-    if host not in (None, "", "localhost") and kwargs.pop("unix_socket", None) is not None:
-        # The mysql client's rule: a socket is only for localhost.
-        logger.debug("host %s is not localhost: the socket setting is not used", host)
-    if args.password_prompt or ("password" in kwargs and kwargs["password"] is optionfile.PROMPT):
-        try:
-            kwargs["password"] = prompt("Enter password: ")
-        except EOFError:
-            raise UsageError("no password was entered") from None
-    return connection
-
-
-def open_locker(connection: Connection) -> Locker:
-    """Connect.
-
-    :param connection: the settings.
-    :returns: a connected :class:`Locker`.
-    :raises LockError: when the driver is missing or the server cannot be reached.
-    """
-    adapter = resolve_adapter(connection.driver)
-    options: dict[str, Any] = dict(connection.locker_options)
-    options.update(adapter.translate_options(connection.connect_kwargs))
-    logger.info(
-        "connecting to %s with %s (settings from %s)",
-        connection.describe(),
-        adapter.name,
-        connection.source,
-    )
-    return Locker(driver=adapter, **options)
+# --------------------------------------------------------------------------- list, status, release
 
 
 def _show(name: str) -> str:
     """A lock name fit for one line of output: quoted when it has unprintable characters."""
     return name if name.isprintable() and name.strip() == name and name else repr(name)
-
-
-# --------------------------------------------------------------------------- list, status, release
 
 
 def _duration(seconds: float | None) -> str:
@@ -667,206 +524,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- run
 
 
-def _inheritable_fds() -> set[int]:
-    """The open descriptors above 2 that a command would inherit."""
-    directory = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
-    found = set()
-    for entry in os.listdir(directory):
-        fd = int(entry)
-        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
-            if fd > 2 and os.get_inheritable(fd):
-                found.add(fd)
-    return found
-
-
-class _Signals:
-    """The supervising thread's view of signals: blocked, then taken with ``sigtimedwait``.
-
-    Taking signals synchronously tells who sent them (siginfo), and lets other threads wake the
-    supervisor by sending it ``SIGCHLD``. Every thread started inside the ``with`` block
-    inherits the blocked mask, so no signal runs a handler or a default action there.
-    """
-
-    WATCHED = _FORWARDED | _signals("SIGCHLD")
-
-    def __init__(self) -> None:
-        self._thread = threading.get_ident()
-        self._saved: set[int] | None = None
-
-    def __enter__(self) -> _Signals:
-        self._saved = signal.pthread_sigmask(signal.SIG_BLOCK, self.WATCHED)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        # Signals that came after the last look are dropped: we are about to exit anyway.
-        while signal.sigtimedwait(self.WATCHED, 0) is not None:
-            pass
-        if self._saved is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._saved)
-
-    def wake(self) -> None:
-        """Make :meth:`wait` return now (callable from any thread)."""
-        signal.pthread_kill(self._thread, signal.SIGCHLD)
-
-    def wait(self, timeout: float) -> Any:
-        """:returns: the siginfo of a signal, or ``None`` after ``timeout`` seconds."""
-        return signal.sigtimedwait(self.WATCHED, max(timeout, 0.0))
-
-
-def _from_terminal(info: Any, pid: int) -> bool:
-    """Whether the terminal sent this signal to our process group, which the command is in."""
-    if not sys.platform.startswith("linux") or info.si_code != _SI_KERNEL:
-        return False
-    try:
-        return os.getpgid(pid) == os.getpgrp()
-    except OSError:
-        return False
-
-
-def _exit_status(wait_status: int) -> int:
-    code = os.waitstatus_to_exitcode(wait_status)
-    return EXIT_SIGNAL_BASE - code if code < 0 else code
-
-
-class _Runner:
-    """``pymysqllock run``: hold a lock while a command runs, and stop it if the lock is lost."""
-
-    def __init__(self, args: argparse.Namespace, signals: _Signals, inherited: set[int]) -> None:
-        self.args = args
-        self.signals = signals
-        self.inherited = inherited
-        self.lost = threading.Event()
-
-    def _on_lost(self, lock: Lock) -> None:
-        self.lost.set()
-        self.signals.wake()
-
-    def run(self, locker: Locker) -> int:
-        args = self.args
-        lock = locker.lock(args.name, refresh_interval_secs=args.refresh, on_lost=self._on_lost)
-        timeout = 0 if args.nonblock else (FOREVER if args.wait is None else args.wait)
-        acquired, signum = self._acquire(lock, timeout)
-        if signum is not None:
-            logger.info("got signal %d while waiting for lock %r", signum, args.name)
-            return EXIT_SIGNAL_BASE + signum
-        if not acquired:
-            if logger.isEnabledFor(logging.INFO):
-                holder = locker.holder(args.name)
-                logger.info("lock %r is busy (held by connection %s)", args.name, holder)
-            return int(args.conflict_exit_code)
-        try:
-            pid = self._spawn(lock)
-        except OSError as exc:
-            _error(f"cannot run {args.command[0]!r}: {exc.strerror}")
-            return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
-        status, stopped = self._supervise(pid)
-        if lock.locked():
-            lock.release()  # reports a loss found at release through on_lost
-        if self.lost.is_set() or lock.lost:
-            if stopped:
-                _error(
-                    f"lock {args.name!r} was lost while the command ran; the command (pid "
-                    f"{pid}) was stopped"
-                )
-            else:
-                _error(
-                    f"lock {args.name!r} was lost before the command ended; its work may have "
-                    "overlapped with another holder's"
-                )
-            return EXIT_LOST
-        logger.info("command exited with status %d; lock %r released", status, args.name)
-        return status
-
-    def _acquire(self, lock: Lock, timeout: float) -> tuple[bool, int | None]:
-        """Wait for the lock in a thread, so that a signal can cancel the wait.
-
-        :returns: whether acquired, and the signal that ended the wait (``None`` if none).
-        """
-        outcome: list[Any] = []
-
-        def acquire() -> None:
-            try:
-                outcome.append(lock.acquire(timeout))
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                outcome.append(exc)
-            finally:
-                self.signals.wake()
-
-        thread = threading.Thread(target=acquire, name="pymysqllock-acquire", daemon=True)
-        logger.debug("waiting for lock %r (timeout %s)", self.args.name, timeout)
-        thread.start()
-        while not outcome:
-            info = self.signals.wait(_MAX_SLEEP)
-            if info is not None and info.si_signo in _FORWARDED:
-                lock.cancel()
-                thread.join()
-                if lock.locked():  # granted before the cancel: give it back
-                    lock.release()
-                return False, int(info.si_signo)
-        thread.join()
-        result = outcome[0]
-        if isinstance(result, BaseException):
-            raise result
-        return bool(result), None
-
-    def _spawn(self, lock: Lock) -> int:
-        command = self.args.command
-        env = dict(os.environ)
-        env[LOCK_NAME_ENV] = self.args.name
-        env[CONNECTION_ID_ENV] = str(lock.connection_id)
-        # Our own connections must not live on in the command: if they did, the server would
-        # keep the lock when we die. Descriptors we inherited are passed on, as flock does.
-        close = [(os.POSIX_SPAWN_CLOSE, fd) for fd in sorted(_inheritable_fds() - self.inherited)]
-        pid = os.posix_spawnp(
-            command[0],
-            command,
-            env,
-            file_actions=close,
-            setsigmask=set(),
-            setsigdef=_RESET_IN_CHILD,
-        )
-        logger.info("lock %r acquired; started %s (pid %d)", self.args.name, command[0], pid)
-        return pid
-
-    def _supervise(self, pid: int) -> tuple[int, bool]:
-        """Forward signals to the command, stop it if the lock is lost, and wait for it.
-
-        :returns: the command's exit status (128 + N for a death by signal N), and whether we
-            stopped it because the lock was lost.
-        """
-        grace = float(self.args.grace)
-        kill_at: float | None = None
-        killed = False
-        while True:
-            done, wait_status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return _exit_status(wait_status), kill_at is not None
-            now = time.monotonic()
-            if self.lost.is_set() and kill_at is None:
-                logger.info("lock %r lost: sending SIGTERM to pid %d", self.args.name, pid)
-                _kill(pid, signal.SIGTERM)
-                kill_at = now + grace
-            if kill_at is not None and not killed and now >= kill_at:
-                logger.warning("pid %d outlived the %.1fs grace period: SIGKILL", pid, grace)
-                _kill(pid, signal.SIGKILL)
-                killed = True
-            sleep = _MAX_SLEEP if kill_at is None or killed else min(_MAX_SLEEP, kill_at - now)
-            info = self.signals.wait(sleep)
-            if info is not None and info.si_signo in _FORWARDED:
-                if _from_terminal(info, pid):
-                    logger.debug(
-                        "signal %d came from the terminal to the command too", info.si_signo
-                    )
-                else:
-                    logger.info("forwarding signal %d to pid %d", info.si_signo, pid)
-                    _kill(pid, info.si_signo)
-
-
-def _kill(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError("run needs a command: pymysqllock run NAME -- COMMAND [ARGS...]")
@@ -876,10 +533,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Inherited "ignore SIGCHLD" would make the kernel reap the command before we can learn
     # its exit status (and would pass on to the command).
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    inherited = _inheritable_fds()
+    inherited = inheritable_fds()
     connection = resolve_connection(args)  # before blocking signals: Ctrl-C ends a prompt
-    with _Signals() as signals:
-        runner = _Runner(args, signals, inherited)
+    with Signals() as signals:
+        runner = Runner(args, signals, inherited, _error)
         with open_locker(connection) as locker:
             return runner.run(locker)
 

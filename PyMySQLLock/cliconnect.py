@@ -1,0 +1,155 @@
+"""How the command line finds its server: options, environment and option files to a Locker.
+
+``pymysqllock`` takes its connection the way the mysql client does, from several sources
+with a fixed precedence (see :func:`resolve_connection`); this module merges them into one
+:class:`Connection` and opens the :class:`~PyMySQLLock.Locker`. It is apart from the
+argument parser because it is a policy of its own, tested on its own, and the place that
+handles the password: it is never logged, and :class:`Connection` never shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import optionfile
+from .config import parse_url
+from .drivers import resolve_adapter
+from .locker import Locker
+
+__all__ = ["URL_ENV", "Connection", "UsageError", "open_locker", "resolve_connection"]
+
+logger = logging.getLogger("PyMySQLLock")
+
+#: The environment variable holding the connection URL.
+URL_ENV = "PYMYSQLLOCK_URL"
+
+
+# Defined here, not in the command line module, because resolving the connection is the
+# first place a command line can prove unworkable, and this module must not import that one.
+class UsageError(Exception):
+    """The command line cannot be carried out as given (exit 2)."""
+
+
+@dataclass
+class Connection:
+    """Where and how to connect, resolved from the command line, environment and files.
+
+    :param driver: the driver name, or ``None`` for the first installed.
+    :param connect_kwargs: driver-neutral ``connect()`` arguments.
+    :param locker_options: ``Locker`` options from a URL (``namespace``, ...).
+    :param source: where the settings came from, for messages.
+    """
+
+    driver: str | None = None
+    connect_kwargs: dict[str, Any] = field(default_factory=dict)
+    locker_options: dict[str, Any] = field(default_factory=dict)
+    source: str = "defaults"
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.describe()} from {self.source}>"
+
+    def describe(self) -> str:
+        """:returns: ``user@host:port`` or ``user@socket``, never the password."""
+        kwargs = self.connect_kwargs
+        where = kwargs.get("unix_socket") or (
+            f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
+        )
+        user = kwargs.get("user")
+        return where if user is None else f"{user}@{where}"
+
+
+def resolve_connection(
+    args: argparse.Namespace,
+    environ: dict[str, str] | None = None,
+    prompt: Callable[[str], str] = getpass.getpass,
+) -> Connection:
+    """Work out the connection settings, asking for the password when told to.
+
+    Precedence: ``--url``, then ``--defaults-file``/``--defaults-extra-file``, then
+    ``$PYMYSQLLOCK_URL``, then the default option files (unless ``--no-defaults``); the
+    single-setting flags override any of them.
+
+    :param args: the parsed command line.
+    :param environ: the environment; default :data:`os.environ`.
+    :param prompt: asks for the password.
+    :returns: the settings.
+    :raises UsageError: for contradicting options or a password prompt without an answer.
+    :raises InvalidArgumentError: for a bad URL or option file.
+    """
+    env = dict(os.environ) if environ is None else environ
+    named_files = [path for path in (args.defaults_file, args.defaults_extra_file) if path]
+    if args.url and named_files:
+        raise UsageError("--url cannot be combined with --defaults-file or --defaults-extra-file")
+    if args.defaults_file and args.defaults_extra_file:
+        raise UsageError("--defaults-file reads only that file: drop --defaults-extra-file")
+    env_url = env.get(URL_ENV, "").strip()
+    if args.url or (env_url and not named_files):
+        url = args.url or env_url
+        settings = parse_url(url)
+        connection = Connection(
+            settings.driver,
+            dict(settings.connect_kwargs),
+            dict(settings.locker_options),
+            "--url" if args.url else f"${URL_ENV}",
+        )
+    else:
+        if args.defaults_file:
+            files = [args.defaults_file]
+        else:
+            files = [] if args.no_defaults else optionfile.default_files(env, env.get("HOME"))
+            if args.defaults_extra_file:
+                # The mysql client reads the extra file just before the user's ~/.my.cnf.
+                files.insert(max(len(files) - 1, 0), args.defaults_extra_file)
+        options = optionfile.read_files(files, required=named_files)
+        connection = Connection(
+            connect_kwargs=optionfile.connect_options(options),
+            source=", ".join(str(path) for path in files) or "no option file",
+        )
+    kwargs = connection.connect_kwargs
+    for name, keyword in (
+        ("host", "host"),
+        ("port", "port"),
+        ("user", "user"),
+        ("socket", "unix_socket"),
+        ("database", "database"),
+        ("password", "password"),
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[keyword] = value
+    if args.driver:
+        connection.driver = args.driver
+    host = kwargs.get("host")
+    if host not in (None, "", "localhost") and kwargs.pop("unix_socket", None) is not None:
+        # The mysql client's rule: a socket is only for localhost.
+        logger.debug("host %s is not localhost: the socket setting is not used", host)
+    if args.password_prompt or ("password" in kwargs and kwargs["password"] is optionfile.PROMPT):
+        try:
+            kwargs["password"] = prompt("Enter password: ")
+        except EOFError:
+            raise UsageError("no password was entered") from None
+    return connection
+
+
+def open_locker(connection: Connection) -> Locker:
+    """Connect.
+
+    :param connection: the settings.
+    :returns: a connected :class:`Locker`.
+    :raises LockError: when the driver is missing or the server cannot be reached.
+    """
+    adapter = resolve_adapter(connection.driver)
+    options: dict[str, Any] = dict(connection.locker_options)
+    options.update(adapter.translate_options(connection.connect_kwargs))
+    logger.info(
+        "connecting to %s with %s (settings from %s)",
+        connection.describe(),
+        adapter.name,
+        connection.source,
+    )
+    return Locker(driver=adapter, **options)

@@ -228,18 +228,15 @@ def _interval_problem(value: Any, none_means_default: bool) -> type[Exception] |
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return InvalidArgumentTypeError
-    # A number beyond float range (a huge int or Fraction) counts as infinite.
-    if 0 < value < math.inf and _fits_float(value):
+    # Intervals are seconds as floats: a number beyond float range (a huge int or Fraction)
+    # counts as infinite, and a positive one too small for a float as zero.
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return InvalidArgumentError
+    if 0 < seconds < math.inf:
         return None
     return InvalidArgumentError
-
-
-def _fits_float(value: numbers.Real) -> bool:
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
 
 
 ANY_VALUE = st.one_of(

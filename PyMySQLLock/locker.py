@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -441,10 +442,12 @@ class Locker:
         # A Locker dropped without close() (as 0.2.0 code does) holds no lock (held locks
         # keep it alive), so only idle connections are left: close them now instead of
         # whenever the driver objects happen to be collected.
-        if getattr(self, "_closed", True) or getattr(self, "_pid", None) != os.getpid():
-            return
-        for session in [*self._idle, *self._in_use]:
-            session.close()
+        # At interpreter exit modules may already be torn down: never let that show.
+        with contextlib.suppress(Exception):
+            if getattr(self, "_closed", True) or getattr(self, "_pid", None) != os.getpid():
+                return
+            for session in [*self._idle, *self._in_use]:
+                session.close()
 
     def __enter__(self) -> Locker:
         return self

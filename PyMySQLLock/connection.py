@@ -94,8 +94,9 @@ class Session:
         """
         if not self.adapter.supports_split_query:
             return False
-        self._call(functools.partial(self.adapter.send_query, self.raw), sql, params)
-        return True
+        return self._call(  # type: ignore[no-any-return]
+            functools.partial(self.adapter.send_query, self.raw), sql, params
+        )
 
     def receive(self) -> tuple[Any, ...] | None:
         """Read the answer to :meth:`send`: its first row. Raises as :meth:`run` does."""

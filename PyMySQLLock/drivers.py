@@ -184,13 +184,14 @@ class DriverAdapter:
     #: keepalive can send the checks of many locks before it waits for any answer.
     supports_split_query: ClassVar[bool] = False
 
-    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> None:
+    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> bool:
         """Send one statement without waiting for its answer (see :attr:`supports_split_query`).
 
         :param raw: the connection.
         :param cursor: a cursor from :meth:`cursor`, used for the driver's escaping.
         :param sql: the statement, with ``%s`` placeholders.
         :param params: the values for the placeholders.
+        :returns: ``False`` (nothing sent) when this connection cannot split a statement.
         """
         raise NotImplementedError(f"{self.name} cannot split a query")
 
@@ -327,10 +328,11 @@ class PyMySQLAdapter(DriverAdapter):
 
     supports_split_query = True
 
-    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> None:
+    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> bool:
         """Send through PyMySQL's command layer (the cursor would also wait for the answer)."""
         command = importlib.import_module("pymysql.constants.COMMAND")
         raw._execute_command(command.COM_QUERY, cursor.mogrify(sql, tuple(params)))
+        return True
 
     def read_first_row(self, raw: Any) -> tuple[Any, ...] | None:
         """Read the answer the way ``Connection.query`` does."""
@@ -402,11 +404,12 @@ class MySQLdbAdapter(DriverAdapter):
 
     supports_split_query = True
 
-    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> None:
+    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> bool:
         """Send through the C API's ``mysql_send_query``."""
         statement = cursor.mogrify(sql, tuple(params))
         # The connection's Python codec (MySQL's "utf8mb4" is Python's "utf-8").
         raw.send_query(statement.encode(getattr(raw, "encoding", None) or "utf-8"))
+        return True
 
     def read_first_row(self, raw: Any) -> tuple[Any, ...] | None:
         """Read through ``mysql_read_query_result`` and ``mysql_store_result``."""
@@ -492,6 +495,36 @@ class MySQLConnectorAdapter(DriverAdapter):
         if isinstance(exc, errors.OperationalError) and self.error_code(exc) in (-1, None):
             return True  # "MySQL Connection not available"
         return super().is_connection_lost(exc)
+
+    supports_split_query = True
+
+    def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> bool:
+        """Send a text query through the pure-Python connection's command layer.
+
+        The connector has no public way to send without waiting, so this does what its
+        ``cmd_query`` does up to the send: the cursor's escaping, an empty query-attributes
+        header when the server expects one, and the command packet. The C extension has no
+        such layer: there the keepalive checks one lock at a time.
+        """
+        if not all(hasattr(raw, name) for name in ("_send_cmd", "_handle_result", "_socket")):
+            return False
+        constants = importlib.import_module("mysql.connector.constants")
+        converter, mode = raw.converter, raw.sql_mode
+        values = tuple(
+            converter.quote(converter.escape(converter.to_mysql(value), mode)) for value in params
+        )
+        statement = sql.encode() % values
+        if raw._client_flags & constants.ClientFlag.CLIENT_QUERY_ATTRIBUTES:
+            # Zero attributes, one parameter set: the header cmd_query sends without attributes.
+            statement = b"\x00\x01" + statement
+        raw._send_cmd(constants.ServerCmd.QUERY, statement, expect_response=False)
+        return True
+
+    def read_first_row(self, raw: Any) -> tuple[Any, ...] | None:
+        """Read the answer the way ``cmd_query`` and ``get_rows`` do."""
+        raw._handle_result(raw._socket.recv(raw._read_timeout))
+        rows, _ = raw.get_rows()
+        return tuple(rows[0]) if rows else None
 
     def fileno(self, raw: Any) -> int | None:
         """:returns: the socket's descriptor (pure-Python implementation only)."""

@@ -423,18 +423,12 @@ def test_hung_server_reports_a_held_lock_lost(faults, unique_name):
 def test_hung_server_reports_every_held_lock_lost_in_time(faults, unique_name, spawn):
     # The bound holds for each lock, not only the first: the checks of locks on different
     # sessions, each waiting ping_timeout for the hung server, must not delay one another.
-    # mysql-connector-python cannot send a statement without waiting for its answer, so there
-    # the checks of one round run one after the other: the documented bound is one ping
-    # timeout per lock checked in the same round.
-    names = [unique_name() for _ in range(3)]
     locker = faults.locker(ping_timeout=PING_TIMEOUT)
-    held = hold_apart(spawn, locker, names, HANG_INTERVAL)
-    split = locker.driver.supports_split_query
-    assert split is (faults.driver != "mysql.connector")
+    held = hold_apart(spawn, locker, [unique_name() for _ in range(3)], HANG_INTERVAL)
 
     faults.server.pause()
     paused = time.monotonic()
-    bound = HANG_INTERVAL + PING_TIMEOUT * (1 if split else len(names)) + SLACK
+    bound = HANG_INTERVAL + PING_TIMEOUT + SLACK
     for _, report in held:
         report.event.wait(max(0.0, paused + bound - time.monotonic()))
     late = [

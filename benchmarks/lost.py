@@ -3,9 +3,9 @@
 Two ways to lose a lock, on a throwaway server of this benchmark's own (it gets paused):
 
 * ``KILL CONNECTION`` of the session holding it, from another connection. The victims are held
-  each from a thread of its own (the library puts all locks of one thread on one session, so
-  this gives each victim a session of its own), alone and next to 1,000 more locks held by the
-  main thread, which must all stay held. Victims are killed one after another at random
+  each from a thread of its own (every lock has a session of its own anyway; the threads also
+  keep the victims' acquires apart from the main thread's), alone and next to 1,000 more locks
+  held by the main thread, which must all stay held. Victims are killed one after another at random
   moments, so that the kills fall at every phase of the refresh interval.
 * A hung server: ``SIGSTOP`` of the server process. The keepalive's check then waits for an
   answer until the ping timeout; several victims on separate sessions show whether those waits
@@ -74,8 +74,8 @@ def _hold(locker: Any, prefix: str, count: int, losses: _Losses) -> list[Any]:
 
 
 class _Victims:
-    """Locks held each from a thread of its own, so that each lives on a session of its own:
-    killing one session (or a check waiting on one) tells nothing about the others."""
+    """Locks held each from a thread of its own, each on its own session: killing one session
+    (or a check waiting on one) tells nothing about the others."""
 
     def __init__(self, locker: Any, prefix: str, count: int, losses: _Losses) -> None:
         self.locks = [

@@ -49,8 +49,8 @@ def _held_on_server(admin: Any, prefix: str) -> int:
 
 
 def _acquire_spread(locks: list[Any]) -> int:
-    """Acquire each lock from a thread of its own, all alive at once (so no thread reuses
-    another's identity, and with it its session): one session per lock."""
+    """Acquire each lock from a thread of its own, all alive at once: the pattern of an
+    application whose locks are taken by many worker threads."""
     done = threading.Barrier(len(locks))
     results = [False] * len(locks)
 
@@ -71,8 +71,8 @@ def measure(
 ) -> dict[str, Any]:
     """In a spawned process: hold ``count`` locks through ``window`` seconds, then the baseline.
 
-    :param spread: take each lock from a thread of its own (a session per lock) instead of all
-        from the main thread (which the library puts on one session).
+    :param spread: take each lock from a thread of its own instead of all from the main thread
+        (each lock has a session of its own either way).
     """
     from PyMySQLLock import Locker
 
@@ -221,8 +221,8 @@ def run(ctx: RunContext) -> Section:
             f"locks held (client and server side) after {window:g} s of refresh intervals"
         ),
         (
-            "sessions: server connections the locks live on (the library puts all locks of a "
-            f"thread on one): taken by 1 thread, or each by its own thread ({count:,} threads "
+            "sessions: server connections the locks live on (one per lock); taken by 1 thread, "
+            f"or each by its own thread ({count:,} threads "
             "alive at once, ended before the measurement); x raw: acquire-all time over raw "
             f"connect + {count:,} GET_LOCK on as many connections, in the same process (PyMySQL "
             "with ssl_disabled, i.e. without building a TLS context per connect)"

@@ -16,12 +16,23 @@ from typing import Any
 
 from .drivers import DriverAdapter
 
-__all__ = ["DEAD_ON_ARRIVAL_SECONDS", "Session", "SessionLost", "StatementFailed"]
+__all__ = ["DEAD_ON_ARRIVAL_SECONDS", "Session", "SessionLost", "StatementFailed", "died_in_pool"]
 
-#: A pooled connection that fails faster than this was already dead when taken from the pool
-#: (server restart, ``wait_timeout``), so the work may be retried once on a new connection; a
-#: slower failure, such as a read timeout, means the server itself is not answering.
+#: A pooled connection that fails faster than this was already dead when taken from the pool.
 DEAD_ON_ARRIVAL_SECONDS = 1.0
+
+
+def died_in_pool(reused: bool, started: float) -> bool:
+    """Tell whether a failed statement met a connection that had died while idle in the pool.
+
+    Such a connection (server restart, ``wait_timeout``) held nothing, so the work may be
+    retried once on a new connection; a slower failure, such as a read timeout, means the
+    server itself is not answering, and a retry would only double the wait.
+
+    :param reused: the connection came from the pool.
+    :param started: when the statement was sent (monotonic seconds).
+    """
+    return reused and time.monotonic() - started < DEAD_ON_ARRIVAL_SECONDS
 
 
 class SessionLost(Exception):
@@ -55,7 +66,6 @@ class Session:
         "connection_id",
         "mutex",
         "raw",
-        "returned_at",
     )
 
     def __init__(self, adapter: DriverAdapter, raw: Any) -> None:
@@ -66,8 +76,6 @@ class Session:
         #: Serialises every use of the connection (acquirer, releaser, keepalive).
         self.mutex = threading.Lock()
         self.broken = False
-        #: When the session last went back to the idle pool (monotonic seconds).
-        self.returned_at = time.monotonic()
 
     def __repr__(self) -> str:
         state = "broken" if self.broken else "open"

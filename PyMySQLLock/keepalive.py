@@ -159,9 +159,9 @@ class Keepalive:
                     # many locks, which is most of the keepalive's CPU cost with 1,000 locks.
                     batch = []
                     while self._heap and self._heap[0][0] <= now + _BATCH_WINDOW:
-                        _, _, token, watched = heapq.heappop(self._heap)
-                        if self._live((due, 0, token, watched)):
-                            batch.append((token, watched))
+                        entry = heapq.heappop(self._heap)
+                        if self._live(entry):
+                            batch.append((entry[2], entry[3]))
                     return batch
                 self._wait_until(due)
             self._thread = None

@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from .connection import DEAD_ON_ARRIVAL_SECONDS, Session, SessionLost, StatementFailed
+from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .errors import (
     AcquireCancelledError,
     AcquireInterruptedError,
@@ -310,10 +310,7 @@ class Lock:
                     row = session.run(_GET_LOCK, (self._server_name, chunk))
             except SessionLost as lost:
                 locker._discard(session)
-                if reused and time.monotonic() - started < DEAD_ON_ARRIVAL_SECONDS:
-                    # A pooled connection may have died while idle (server restart,
-                    # wait_timeout): nothing was held on it, so retry once on a new one. A
-                    # slow failure (a read timeout) means the server itself is not answering.
+                if died_in_pool(reused, started):
                     session, reused = locker._checkout(fresh=True)
                     continue
                 raise LockConnectionError(

@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from . import listing
 from .config import parse_url
-from .connection import DEAD_ON_ARRIVAL_SECONDS, Session, SessionLost, StatementFailed
+from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .drivers import DriverAdapter, resolve_adapter
 from .errors import (
     InvalidArgumentError,
@@ -372,7 +372,7 @@ class Locker:
                     result = work(session)
             except SessionLost as lost:
                 self._discard(session)
-                if reused and time.monotonic() - started < DEAD_ON_ARRIVAL_SECONDS:
+                if died_in_pool(reused, started):
                     session, reused = self._checkout(fresh=True)
                     continue
                 raise LockConnectionError(f"lost the connection: {lost}") from lost.__cause__

@@ -9,6 +9,7 @@ so a warm acquire/release loop does not pay for a thread start per cycle.
 
 from __future__ import annotations
 
+import collections
 import functools
 import heapq
 import itertools
@@ -26,6 +27,16 @@ T = TypeVar("T")
 
 #: Seconds by which a check may run early to share a wake-up with the one before it.
 _BATCH_WINDOW = 0.05
+#: New entries that may wait for the thread's next wake-up before watch() wakes it to sort
+#: them in (bounds the memory a fast loop leaves while another lock keeps the thread asleep).
+_MAX_PENDING = 1024
+#: ``Keepalive._wakes_at`` when there is no thread.
+_ABSENT = float("inf")
+#: poll(2) where there is one: registering a socket costs no system call, where epoll spends
+#: two per check (add and remove) for a set of sockets that is new every round.
+_Selector: type[selectors.BaseSelector] = getattr(
+    selectors, "PollSelector", selectors.DefaultSelector
+)
 
 
 class Probe(Protocol):
@@ -70,15 +81,21 @@ class Keepalive:
         self._cond = threading.Condition(threading.Lock())
         # (due, sequence, token, watched): the sequence breaks ties so that watched objects are
         # never compared; the token tells a live entry from one left by an earlier watch().
+        # Only the keepalive thread touches the heap (and stop(), under the condition).
         self._heap: list[tuple[float, int, int, Watched]] = []
+        # New entries, appended by watch() without taking the condition: acquirers must not
+        # queue behind the keepalive thread (deque.append and popleft are atomic).
+        self._pending: collections.deque[tuple[float, int, int, Watched]] = collections.deque()
         self._tokens: dict[int, int] = {}
         self._sequence = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        # When the waiting thread wakes up by itself (monotonic seconds): a new entry due later,
-        # or a release while the thread already lingers, needs no wake-up. Waking the thread
-        # on every acquire/release would cost a context switch per cycle.
-        self._wakes_at = 0.0
+        # When the thread wakes up by itself (monotonic seconds); 0.0 while it is awake, and
+        # _ABSENT when there is no thread. It is written before the thread looks at _pending
+        # one last time, and watch() reads it after appending, so that one of the two always
+        # sees the other: either the thread picks the entry up before it sleeps, or watch()
+        # sees when it will wake and wakes it sooner if the entry is due earlier.
+        self._wakes_at = _ABSENT
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -91,33 +108,48 @@ class Keepalive:
         :param watched: the object whose ``_keepalive_start`` is called.
         :param first_check_in: seconds until the first check.
         """
-        with self._cond:
-            token = next(self._sequence)
-            self._tokens[id(watched)] = token
-            entry = (time.monotonic() + first_check_in, token, token, watched)
-            heapq.heappush(self._heap, entry)
-            if self._thread is None:
-                self._stopping = False
-                thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread = thread
-                thread.start()
-            elif entry[0] < self._wakes_at:
-                self._cond.notify()
+        token = next(self._sequence)
+        self._tokens[id(watched)] = token
+        self._publish((time.monotonic() + first_check_in, token, token, watched))
+
+    def _publish(self, entry: tuple[float, int, int, Watched]) -> None:
+        """Hand an entry to the thread through :attr:`_pending`."""
+        self._pending.append(entry)
+        # The common case ends here: the thread runs and wakes before the entry is due.
+        # Otherwise (no thread, a later wake-up, or a backlog of entries to sort into the
+        # heap), take the condition and start or wake the thread.
+        if entry[0] < self._wakes_at or len(self._pending) > _MAX_PENDING:
+            with self._cond:
+                if self._thread is None:
+                    self._stopping = False
+                    self._wakes_at = 0.0
+                    thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                    self._thread = thread
+                    thread.start()
+                else:
+                    self._cond.notify()
 
     def unwatch(self, watched: Watched) -> None:
         """Stop checking ``watched``; a check already running finishes.
 
-        Its heap entry is dropped lazily, when it comes due or when dead entries outnumber the
-        live ones (a fast acquire/release loop leaves one per cycle).
+        Its heap entry is dropped lazily: when it comes due, or when the thread next sorts new
+        entries in and dead ones outnumber the live ones.
         """
-        with self._cond:
-            self._tokens.pop(id(watched), None)
-            if len(self._heap) > 2 * len(self._tokens) + 64:
-                self._heap = [entry for entry in self._heap if self._live(entry)]
-                heapq.heapify(self._heap)
-            if not self._tokens and self._wakes_at > time.monotonic() + self.linger:
-                # Wake the thread from a wait for a far-off check, so that it starts to linger
-                # now and ends soon after the last lock is released.
+        self._tokens.pop(id(watched), None)
+        # A lock released before the thread sorted its entry in (a short job) takes the entry
+        # back, so that a fast loop leaves nothing behind. Another thread's entry, taken by
+        # mistake in a race, is handed over again.
+        try:
+            entry = self._pending.pop()
+        except IndexError:
+            pass
+        else:
+            if entry[3] is not watched:
+                self._publish(entry)
+        if not self._tokens and _ABSENT > self._wakes_at > time.monotonic() + self.linger:
+            # Wake the thread from a wait for a far-off check, so that it starts to linger
+            # now and ends soon after the last lock is released.
+            with self._cond:
                 self._cond.notify()
 
     def stop(self) -> None:
@@ -125,6 +157,7 @@ class Keepalive:
         with self._cond:
             self._stopping = True
             self._heap.clear()
+            self._pending.clear()
             self._tokens.clear()
             thread = self._thread
             self._cond.notify()
@@ -138,17 +171,42 @@ class Keepalive:
     def _live(self, entry: tuple[float, int, int, Watched]) -> bool:
         return self._tokens.get(id(entry[3])) == entry[2]
 
+    def _take_pending(self) -> bool:
+        """Move the entries watch() appended into the heap; the caller holds the condition.
+
+        :returns: whether there were any.
+        """
+        pending, heap = self._pending, self._heap
+        if not pending:
+            return False
+        while pending:
+            entry = pending.popleft()
+            if self._live(entry):
+                heapq.heappush(heap, entry)
+        if len(heap) > 2 * len(self._tokens) + 64:
+            # A fast acquire/release loop leaves a dead entry per cycle behind.
+            self._heap = [entry for entry in heap if self._live(entry)]
+            heapq.heapify(self._heap)
+        return True
+
     def _next_due(self) -> list[tuple[int, Watched]] | None:
         """Wait for the next due checks; ``None`` means the thread should exit."""
         idle_since: float | None = None
         with self._cond:
             while not self._stopping:
+                self._take_pending()
                 while self._heap and not self._live(self._heap[0]):
                     heapq.heappop(self._heap)
                 now = time.monotonic()
                 if not self._heap:
                     idle_since = now if idle_since is None else idle_since
                     if now - idle_since >= self.linger:
+                        # Leave, unless watch() appended meanwhile; it sees _ABSENT otherwise
+                        # and starts a new thread.
+                        self._wakes_at = _ABSENT
+                        if self._take_pending():
+                            self._wakes_at = 0.0
+                            continue
                         break
                     self._wait_until(idle_since + self.linger)
                     continue
@@ -164,13 +222,18 @@ class Keepalive:
                             batch.append((entry[2], entry[3]))
                     return batch
                 self._wait_until(due)
+            self._wakes_at = _ABSENT
             self._thread = None
             return None
 
     def _wait_until(self, deadline: float) -> None:
-        """Wait on the condition (whose lock the caller holds) until ``deadline`` or a notify."""
+        """Wait on the condition (whose lock the caller holds) until ``deadline`` or a notify.
+
+        Nothing waits if watch() appended an entry after the caller last looked.
+        """
         self._wakes_at = deadline
-        self._cond.wait(deadline - time.monotonic())
+        if not self._pending:
+            self._cond.wait(deadline - time.monotonic())
         self._wakes_at = 0.0
 
     def _run(self) -> None:
@@ -180,12 +243,14 @@ class Keepalive:
                 return
             outcomes = self._check(batch)
             with self._cond:
+                if self._stopping:
+                    continue
                 for token, watched, delay in outcomes:
-                    if self._tokens.get(id(watched)) != token or self._stopping:
-                        continue
-                    if delay is None:
-                        del self._tokens[id(watched)]
-                    else:
+                    # A check that ends the watch (None) leaves the token alone: the lock
+                    # was released or declared lost, which unwatched it, and a token found
+                    # here now may already be a new watch() of the same lock. A stale entry
+                    # pushed here after an unwatch() is dropped when it comes due.
+                    if delay is not None and self._tokens.get(id(watched)) == token:
                         entry = (time.monotonic() + delay, next(self._sequence), token, watched)
                         heapq.heappush(self._heap, entry)
 
@@ -211,7 +276,7 @@ class Keepalive:
         if not waiting:
             return outcomes
         started = time.monotonic()
-        with selectors.DefaultSelector() as selector:
+        with _Selector() as selector:
             for fd in waiting:
                 selector.register(fd, selectors.EVENT_READ)
             while waiting:

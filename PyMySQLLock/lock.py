@@ -29,12 +29,11 @@ from .errors import (
     LockTimeoutError,
     UnsupportedServerError,
 )
-from .names import server_name, validate_name
+from .names import cached_server_name, server_name, validate_name
 from .server import UNSUPPORTED_CAUSES
 from .timeouts import (
     DEFAULT_REFRESH_INTERVAL,
     FOREVER,
-    chunk_seconds,
     validate_interval,
     validate_timeout,
 )
@@ -52,6 +51,7 @@ _POLL_SECONDS = 0.02
 #: Server errors that end an acquire, by class. Both deadlock codes: MySQL 3058, MariaDB 1213.
 _DEADLOCK = frozenset({3058, 1213})
 _INTERRUPTED = frozenset({1317, 3024, 1969})
+_DEFAULT_INTERVAL = float(DEFAULT_REFRESH_INTERVAL)
 
 _GET_LOCK = "SELECT GET_LOCK(%s, %s)"
 _RELEASE_LOCK = "SELECT RELEASE_LOCK(%s)"
@@ -59,6 +59,19 @@ _RELEASE_LOCK = "SELECT RELEASE_LOCK(%s)"
 _STILL_HELD = "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()"
 
 OnLost = Callable[["Lock"], Any]
+
+#: This process's id, kept current by a fork hook: a Lock compares it with its owner's on every
+#: acquire and release, and os.getpid() is a system call.
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid  # noqa: PLW0603 - the one place that writes it
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _acquire_error(name: str, failure: StatementFailed) -> LockError:
@@ -145,18 +158,28 @@ class Lock:
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
         on_lost: OnLost | None = None,
     ) -> None:
-        self._name = validate_name(name)
-        self._timeout = validate_timeout(timeout)
-        self._interval = validate_interval(refresh_interval_secs)
+        # A fresh Lock per run of a job is the usual pattern (0.2.0's README), so the common
+        # arguments take the short way: an exact str name, the default timeout and interval.
+        if type(name) is str and name:
+            self._name = name
+            self._server_name = cached_server_name(name, locker.namespace)
+        else:
+            self._name = validate_name(name)
+            self._server_name = server_name(self._name, locker.namespace)
+        self._timeout = math.inf if timeout is FOREVER else validate_timeout(timeout)
+        self._interval = (
+            _DEFAULT_INTERVAL
+            if refresh_interval_secs is DEFAULT_REFRESH_INTERVAL
+            else validate_interval(refresh_interval_secs)
+        )
         if on_lost is not None and not callable(on_lost):
             raise InvalidArgumentTypeError("on_lost must be a callable or None")
         self._on_lost = on_lost
         self._locker = locker
-        self._server_name = server_name(self._name, locker.namespace)
         self._init_state()
 
     def _init_state(self) -> None:
-        self._pid = os.getpid()
+        self._pid = _pid
         self._mutex = threading.Lock()
         self._state = _IDLE
         self._session: Session | None = None
@@ -169,7 +192,7 @@ class Lock:
 
     def _forget_parent(self) -> None:
         """In a forked child, drop the parent's state: its session is not ours to use."""
-        if self._pid != os.getpid():
+        if self._pid != _pid:
             self._init_state()
 
     # -- read-only views ----------------------------------------------------------------------
@@ -220,7 +243,7 @@ class Lock:
             raise LockNotHeldError(f"lock {self._name!r} is not held")
 
     def __repr__(self) -> str:
-        state = self._state if self._pid == os.getpid() else _IDLE
+        state = self._state if self._pid == _pid else _IDLE
         return f"<{type(self).__name__} {self._name!r} {state}>"
 
     # -- acquire ------------------------------------------------------------------------------
@@ -279,7 +302,8 @@ class Lock:
             logger.debug("lock %r not acquired within %s s", self._name, seconds)
             return False
         self._locker._lock_held(self, interval)
-        logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
+        if logger.isEnabledFor(logging.DEBUG):  # one call instead of two when off
+            logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
         return True
 
     def _wait(self, seconds: float) -> Session | None:
@@ -292,19 +316,18 @@ class Lock:
         locker = self._locker
         deadline = time.monotonic() + seconds
         session, reused = locker._checkout()
-        fractional = locker._fractional_timeouts()
         while True:
-            with self._mutex:
-                self._waiting = session
-                cancelled = self._cancel_requested
-            if cancelled:
+            # No mutex: cancel() sets the flag before it reads _waiting, and this thread sets
+            # _waiting before it reads the flag, so one of them sees the other's write.
+            self._waiting = session
+            if self._cancel_requested:
                 # The wait may have been granted in the race, and the session may carry a
                 # pending KILL QUERY: closing the connection settles both.
                 locker._discard(session)
                 raise AcquireCancelledError(f"acquire of lock {self._name!r} was cancelled")
             started = time.monotonic()
             remaining = deadline - started
-            chunk = chunk_seconds(remaining, locker._max_wait_chunk, fractional)
+            chunk = locker._wait_chunk(remaining)
             try:
                 with session.mutex:
                     row = session.run(_GET_LOCK, (self._server_name, chunk))
@@ -408,7 +431,8 @@ class Lock:
             # twice, and a session serves one lock): it now holds nothing and may serve the
             # next acquire.
             self._locker._checkin(session)
-            logger.debug("lock %r released", self._name)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("lock %r released", self._name)
             return
         self._locker._discard(session)
         self._report_lost("the session no longer held it at release")
@@ -427,7 +451,7 @@ class Lock:
         """
         with self._mutex:
             session = self._session
-            if self._state != _HELD or session is None or self._pid != os.getpid():
+            if self._state != _HELD or session is None or self._pid != _pid:
                 return None
             interval = self._held_interval
         # Never wait for a connection that a releasing thread is using: the release settles

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import threading
 import time
@@ -29,7 +30,12 @@ from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, strip_namespace, validate_name, validate_namespace
 from .server import PROBE_SQL, ServerInfo
-from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_driver_timeout
+from .timeouts import (
+    DEFAULT_REFRESH_INTERVAL,
+    FOREVER,
+    chunk_seconds,
+    validate_driver_timeout,
+)
 
 __all__ = ["Locker"]
 
@@ -131,6 +137,7 @@ class Locker:
         self._read_timeout = self._adapter.read_timeout(connect_kwargs) or float(ping_timeout)
         # A server-side wait must end (and answer) before the read timeout fires.
         self._max_wait_chunk = max(self._read_timeout - 1.5, self._read_timeout / 2)
+        self._full_chunk = 0.0  # set with the server's facts by _probe()
         self._server: ServerInfo | None = None
         self._listing: listing.Strategy | None = None
         self._init_state()
@@ -209,6 +216,14 @@ class Locker:
             finds the loss.
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
         """
+        if self.lock_class is Lock:
+            return Lock(
+                self,
+                name,
+                timeout=timeout,
+                refresh_interval_secs=refresh_interval_secs,
+                on_lost=on_lost,
+            )
         # Only the options the caller set are passed on, so that a lock_class written for
         # PyMySQLLock 0.2.0, whose constructor took just (locker, name), keeps working.
         options: dict[str, Any] = {}
@@ -462,8 +477,15 @@ class Locker:
 
     # -- connections (used by Lock) -----------------------------------------------------------
 
-    def _fractional_timeouts(self) -> bool:
-        return self.server.fractional_timeouts
+    def _wait_chunk(self, remaining: float) -> float:
+        """How long the next server-side wait of an acquire may be.
+
+        :param remaining: seconds left until the acquire's deadline.
+        :returns: see :func:`~PyMySQLLock.timeouts.chunk_seconds`.
+        """
+        if remaining >= self._max_wait_chunk:
+            return self._full_chunk  # the usual case, worked out once
+        return chunk_seconds(remaining, self._max_wait_chunk, self.server.fractional_timeouts)
 
     def _checkout(self, fresh: bool = False) -> tuple[Session, bool]:
         """Take an idle connection, or open one.
@@ -540,6 +562,10 @@ class Locker:
         for warning in server.warnings():
             logger.warning("%s: %s", server.label, warning)
         self._max_wait_chunk = min(self._max_wait_chunk, server.max_wait_seconds)
+        full = chunk_seconds(self._max_wait_chunk, self._max_wait_chunk, server.fractional_timeouts)
+        # Whole seconds: an int is cheaper for the driver to escape than a float, and each
+        # acquire sends one; a fraction of a second less per chunk changes nothing.
+        self._full_chunk = math.floor(full) if full >= 1 else full
         return server
 
     def _target(self) -> str:
@@ -563,14 +589,15 @@ class Locker:
 
     # -- held locks (used by Lock) ------------------------------------------------------------
 
+    # No mutex for _held: set.add and set.discard are atomic, and close() copies the set in
+    # one step; acquirers then never queue behind each other or the keepalive here.
+
     def _lock_held(self, lock: Lock, interval: float) -> None:
-        with self._mutex:
-            self._held.add(lock)
+        self._held.add(lock)
         self._keepalive.watch(lock, interval)
 
     def _lock_released(self, lock: Lock) -> None:
-        with self._mutex:
-            self._held.discard(lock)
+        self._held.discard(lock)
         self._keepalive.unwatch(lock)
 
     # -- fork ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ hashed, so a namespace's names can always be listed by prefix.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "MAX_NAMESPACE_CHARS",
     "MAX_SERVER_NAME_CHARS",
     "SEPARATOR",
+    "cached_server_name",
     "fits_verbatim",
     "server_name",
     "strip_namespace",
@@ -118,6 +120,12 @@ def server_name(name: str, namespace: str | None = None) -> str:
     readable_chars = MAX_SERVER_NAME_CHARS - len(prefix) - len(HASH_MARK) - _HASH_HEX_DIGITS
     readable = "".join(c if _is_safe(c) else "_" for c in name[:readable_chars])
     return f"{prefix}{readable}{HASH_MARK}{digest[:_HASH_HEX_DIGITS]}"
+
+
+#: :func:`server_name` for the names a program uses again and again (a fresh Lock per run of a
+#: job): the mapping is pure, so it is worked out once per name. Only for exact ``str`` names,
+#: whose hashing and equality cannot be overridden.
+cached_server_name = functools.lru_cache(maxsize=1024)(server_name)
 
 
 def strip_namespace(stored: str, namespace: str | None) -> str | None:

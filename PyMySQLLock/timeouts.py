@@ -30,6 +30,8 @@ FOREVER = -1
 DEFAULT_REFRESH_INTERVAL = 10
 #: The longest connect/read timeout every driver accepts (PyMySQL's limit: one year).
 MAX_DRIVER_TIMEOUT = 31536000.0
+# Ints up to here convert to float exactly; larger ones take the general path.
+_EXACT_INTS = 2**53
 
 
 def _number(value: Any, what: str) -> float:
@@ -58,6 +60,10 @@ def validate_timeout(value: Any) -> float:
     :raises InvalidArgumentTypeError: for a non-number or a bool.
     :raises InvalidArgumentError: for NaN or a negative number other than -1.
     """
+    # The common case first, without the general checks: this runs on every acquire.
+    kind = type(value)
+    if (kind is float and value >= 0.0) or (kind is int and 0 <= value <= _EXACT_INTS):
+        return float(value)
     number = _number(value, "timeout")
     if number == FOREVER:
         return math.inf
@@ -76,6 +82,9 @@ def validate_interval(value: Any) -> float:
     :raises InvalidArgumentTypeError: for a non-number or a bool.
     :raises InvalidArgumentError: for NaN, infinity, zero or a negative number.
     """
+    kind = type(value)
+    if (kind is float and 0.0 < value < math.inf) or (kind is int and 0 < value <= _EXACT_INTS):
+        return float(value)
     number = _number(value, "refresh_interval_secs")
     if not 0 < number < math.inf:
         raise InvalidArgumentError(

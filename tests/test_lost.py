@@ -269,3 +269,62 @@ def test_on_lost_that_raises_is_logged_not_raised(locker, lock_name, unique_name
     assert len(failing.locks) == 1
     lock.release()
     survivor.release()
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def test_short_interval_lock_is_checked_while_the_keepalive_sleeps_for_a_long_one(
+    locker, lock_name, unique_name, sql
+):
+    # The keepalive sleeps until the long lock's check is due (a minute away); a lock taken
+    # after that with a short interval must wake it, or its loss would go unseen for a minute.
+    long_lock = locker.lock(unique_name(), refresh_interval_secs=60)
+    assert long_lock.acquire(0)
+    on_lost = OnLost()
+    short_lock = locker.lock(lock_name, refresh_interval_secs=INTERVAL, on_lost=on_lost)
+    assert short_lock.acquire(0)
+
+    killed_at = _kill_session(sql, short_lock)
+    assert on_lost.called.wait(DETECTION_BOUND), "loss not reported"
+    assert time.monotonic() - killed_at <= DETECTION_BOUND
+    assert long_lock.locked()
+    long_lock.release()
+
+
+def test_locks_held_during_fast_cycles_of_other_threads_are_still_checked(
+    locker, lock_name, unique_name, sql, spawn
+):
+    # Other threads' acquire/release cycles hand entries to the keepalive and take their own
+    # back; none of that may drop the entry of a lock that stays held.
+    stop = threading.Event()
+
+    def cycle(name: str) -> int:
+        cycles = 0
+        while not stop.is_set():
+            lock = locker.lock(name)
+            assert lock.acquire(timeout=5)
+            lock.release()
+            cycles += 1
+        return cycles
+
+    workers = [spawn(cycle, unique_name()) for _ in range(4)]
+    # A lock checked more often than the one under test keeps the keepalive waking before
+    # that one is due, so its entry waits among the cyclers' entries until the next wake-up.
+    anchor = locker.lock(unique_name(), refresh_interval_secs=INTERVAL / 2)
+    assert anchor.acquire(timeout=5)
+    on_lost = OnLost()
+    held = locker.lock(lock_name, refresh_interval_secs=INTERVAL, on_lost=on_lost)
+    assert held.acquire(timeout=5)
+    try:
+        # Two intervals of checks amid the cycling: still held, nothing reported.
+        assert not on_lost.called.wait(2 * INTERVAL)
+        assert held.locked()
+        killed_at = _kill_session(sql, held)
+        assert on_lost.called.wait(DETECTION_BOUND), "loss not reported"
+        assert time.monotonic() - killed_at <= DETECTION_BOUND
+    finally:
+        stop.set()
+    assert all(worker.result() > 0 for worker in workers)
+    assert anchor.locked()
+    anchor.release()

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any, Callable, ClassVar
 
+from .connector_wire import UNHANDLED, ConnectorFastPath
 from .errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = [
@@ -402,6 +403,17 @@ class MySQLdbAdapter(DriverAdapter):
             options["ssl_mode"] = "REQUIRED"
         return options
 
+    def query(self, cursor: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """Run one statement through the C API, as :meth:`send_query` and :meth:`read_first_row`.
+
+        The cursor's ``execute`` and ``fetchall`` add Python bookkeeping (warning counts, row
+        buffers, the description) that costs about a tenth of a ``GET_LOCK`` round trip here,
+        for nothing PyMySQLLock reads; the statement and the errors are the same.
+        """
+        raw = cursor.connection
+        self.send_query(raw, cursor, sql, params)
+        return self.read_first_row(raw)
+
     supports_split_query = True
 
     def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> bool:
@@ -427,12 +439,24 @@ class MySQLdbAdapter(DriverAdapter):
 
 
 class MySQLConnectorAdapter(DriverAdapter):
-    """mysql-connector-python (pure Python or its C extension)."""
+    """mysql-connector-python (pure Python or its C extension).
+
+    On the pure-Python connection the one-row statements PyMySQLLock runs skip the cursor and
+    the connector's packet layer (see :meth:`query`, :meth:`send_query`, :meth:`read_first_row`);
+    the C extension, and connections in a state the fast path does not handle, use the
+    connector's own code.
+    """
 
     name = "mysql.connector"
     extra = "mysql-connector"
     connect_timeout_kwarg = "connection_timeout"
     write_timeout_kwarg = None  # only in recent releases
+
+    def __init__(self, connect: ConnectFunction | None = None) -> None:
+        super().__init__(connect)
+        # Looked up at the first statement; it also keeps this adapter's statement cache.
+        self._fast: ConnectorFastPath | None = None
+        self._fast_looked_up = False
 
     def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
         """Connect, and read the session's ``sql_mode`` at once.
@@ -496,16 +520,36 @@ class MySQLConnectorAdapter(DriverAdapter):
             return True  # "MySQL Connection not available"
         return super().is_connection_lost(exc)
 
+    # -- statements ---------------------------------------------------------------------------
+
+    def query(self, cursor: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """Run one statement and return its first row, without the cursor when that is safe.
+
+        The cursor's ``execute`` and ``fetchall`` cost several times the round trip of a
+        ``GET_LOCK``; on the stock cursor of a pure-Python connection the fast path (see
+        ``PyMySQLLock.connector_wire``) sends the statement and reads its answer itself.
+        """
+        fast = self._fast_path()
+        if fast is not None:
+            row = fast.query(cursor, sql, params)
+            if row is not UNHANDLED:
+                return row
+        return super().query(cursor, sql, params)
+
     supports_split_query = True
 
     def send_query(self, raw: Any, cursor: Any, sql: str, params: Sequence[Any]) -> bool:
-        """Send a text query through the pure-Python connection's command layer.
+        """Send a text query on the pure-Python connection without waiting for the answer.
 
         The connector has no public way to send without waiting, so this does what its
         ``cmd_query`` does up to the send: the cursor's escaping, an empty query-attributes
-        header when the server expects one, and the command packet. The C extension has no
-        such layer: there the keepalive checks one lock at a time.
+        header when the server expects one, and the command packet, written straight to the
+        socket by the fast path when it applies, else through the connector's ``_send_cmd``.
+        The C extension has no such layer: there the keepalive checks one lock at a time.
         """
+        fast = self._fast_path()
+        if fast is not None and fast.send(raw, sql, params):
+            return True
         if not all(hasattr(raw, name) for name in ("_send_cmd", "_handle_result", "_socket")):
             return False
         constants = importlib.import_module("mysql.connector.constants")
@@ -521,10 +565,31 @@ class MySQLConnectorAdapter(DriverAdapter):
         return True
 
     def read_first_row(self, raw: Any) -> tuple[Any, ...] | None:
-        """Read the answer the way ``cmd_query`` and ``get_rows`` do."""
-        raw._handle_result(raw._socket.recv(raw._read_timeout))
+        """Read the answer to :meth:`send_query`: its first row, converted as the connector does.
+
+        On the pure-Python connection the answer is read straight from the socket; otherwise
+        the way ``cmd_query`` and ``get_rows`` read it.
+        """
+        fast = self._fast_path()
+        if fast is not None:
+            row = fast.read_first_row(raw)
+            if row is not UNHANDLED:
+                return row
+        if hasattr(raw, "_read_timeout"):
+            packet = raw._socket.recv(raw._read_timeout)
+        else:  # releases before read_timeout: recv() takes no timeout
+            packet = raw._socket.recv()
+        raw._handle_result(packet)
         rows, _ = raw.get_rows()
         return tuple(rows[0]) if rows else None
+
+    def _fast_path(self) -> ConnectorFastPath | None:
+        """:returns: the fast path, or ``None`` when this release of the connector has none."""
+        if not self._fast_looked_up:
+            with contextlib.suppress(ImportError, AttributeError):
+                self._fast = ConnectorFastPath(self.module)
+            self._fast_looked_up = True
+        return self._fast
 
     def fileno(self, raw: Any) -> int | None:
         """:returns: the socket's descriptor (pure-Python implementation only)."""

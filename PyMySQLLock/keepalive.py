@@ -4,7 +4,9 @@ Each held lock is checked once per refresh interval with a statement that proves
 still holds it. The checks are scheduled by due time, so 1,000 locks acquired over a second are
 checked spread over each interval instead of in one burst. The thread starts with the first
 held lock and ends after the last one has been released for :attr:`Keepalive.linger` seconds,
-so a warm acquire/release loop does not pay for a thread start per cycle.
+so a warm acquire/release loop does not pay for a thread start per cycle. Acquiring and
+releasing hand locks to the thread through a queue and, in the usual case, take no lock the
+thread holds: they never wait for a round of checks to end.
 """
 
 from __future__ import annotations

@@ -328,3 +328,24 @@ def test_locks_held_during_fast_cycles_of_other_threads_are_still_checked(
     assert all(worker.result() > 0 for worker in workers)
     assert anchor.locked()
     anchor.release()
+
+
+@pytest.mark.parametrize("driver", ["mysql.connector"], ids=["connector-compressed"])
+def test_compressed_connector_connection_is_checked_and_loss_reported(
+    make_locker, lock_name, unique_name, sql
+):
+    # A compressed connection takes the connector's own code for every statement (the
+    # library's direct path reads only plain packets): the same promises must hold there.
+    locker = make_locker(compress=True)
+    other = locker.lock(unique_name())
+    assert other.acquire(timeout=5)
+    other.release()
+    on_lost = OnLost()
+    lock = locker.lock(lock_name, refresh_interval_secs=INTERVAL, on_lost=on_lost)
+    assert lock.acquire(timeout=5)
+    assert not on_lost.called.wait(2 * INTERVAL)
+    assert sql("SELECT IS_USED_LOCK(%s)", (lock.server_name,)) == [(lock.connection_id,)]
+    killed_at = _kill_session(sql, lock)
+    assert on_lost.called.wait(DETECTION_BOUND), "loss not reported"
+    assert time.monotonic() - killed_at <= DETECTION_BOUND
+    lock.release()

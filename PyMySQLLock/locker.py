@@ -216,7 +216,7 @@ class Locker:
             finds the loss.
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
         """
-        if self.lock_class is Lock:
+        if self.lock_class is Lock:  # the usual case, called once per run of a job
             return Lock(
                 self,
                 name,

@@ -8,6 +8,9 @@ chance timing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+
+import pytest
 
 from PyMySQLLock.keepalive import Keepalive
 
@@ -26,43 +29,39 @@ class Watched:
         return self.interval
 
 
-def _keepalive() -> Keepalive:
-    return Keepalive("test-keepalive", ping_timeout=1.0, linger=0.05)
+@pytest.fixture
+def keepalive() -> Iterator[Keepalive]:
+    """A keepalive that lingers 50 ms; stopped (its thread joined) after the test."""
+    made = Keepalive("test-keepalive", ping_timeout=1.0, linger=0.05)
+    yield made
+    made.stop()
 
 
-def test_entry_taken_back_by_another_unwatch_is_still_checked():
-    keepalive = _keepalive()
-    try:
-        first = Watched(0.5)
-        keepalive.watch(first, 0.5)
-        assert first.checked.wait(2)
-        # The thread now sleeps until the first one's next check; a later-due entry waits
-        # in the hand-off queue, where the unwatch of an object whose entry is long gone
-        # takes the newest entry: it must hand it back, not drop it.
-        second = Watched(10)
-        keepalive.watch(second, 0.8)
-        keepalive.unwatch(Watched(1))
-        assert second.checked.wait(3), "the second object was never checked"
-    finally:
-        keepalive.stop()
+def test_entry_taken_back_by_another_unwatch_is_still_checked(keepalive):
+    first = Watched(0.5)
+    keepalive.watch(first, 0.5)
+    assert first.checked.wait(2)
+    # The thread now sleeps until the first one's next check; a later-due entry waits in the
+    # hand-off queue, where the unwatch of an object whose entry is long gone takes the newest
+    # entry: it must hand it back, not drop it.
+    second = Watched(10)
+    keepalive.watch(second, 0.8)
+    keepalive.unwatch(Watched(1))
+    assert second.checked.wait(3), "the second object was never checked"
+    keepalive.stop()
     assert keepalive.thread is None
 
 
-def test_entry_due_before_the_thread_wakes_wakes_it():
-    keepalive = _keepalive()
-    try:
-        slow = Watched(60)
-        keepalive.watch(slow, 60)
-        fast = Watched(60)
-        keepalive.watch(fast, 0.1)
-        assert fast.checked.wait(2), "the thread slept through an earlier check"
-        assert slow.checks == 0
-    finally:
-        keepalive.stop()
+def test_entry_due_before_the_thread_wakes_wakes_it(keepalive):
+    slow = Watched(60)
+    keepalive.watch(slow, 60)
+    fast = Watched(60)
+    keepalive.watch(fast, 0.1)
+    assert fast.checked.wait(2), "the thread slept through an earlier check"
+    assert slow.checks == 0
 
 
-def test_unwatched_object_is_not_checked_and_the_thread_ends():
-    keepalive = _keepalive()
+def test_unwatched_object_is_not_checked_and_the_thread_ends(keepalive):
     watched = Watched(0.05)
     keepalive.watch(watched, 0.3)
     keepalive.unwatch(watched)
@@ -74,21 +73,17 @@ def test_unwatched_object_is_not_checked_and_the_thread_ends():
     assert keepalive.thread is None
 
 
-def test_watch_after_the_thread_ended_starts_a_new_one():
-    keepalive = _keepalive()
-    try:
-        first = Watched(60)
-        keepalive.watch(first, 0.01)
-        assert first.checked.wait(2)
-        keepalive.unwatch(first)
-        ended = keepalive.thread
-        assert ended is not None
-        ended.join(2)
-        assert not ended.is_alive()
-        second = Watched(60)
-        keepalive.watch(second, 0.01)
-        assert second.checked.wait(2)
-        assert keepalive.thread is not None
-        assert keepalive.thread is not ended
-    finally:
-        keepalive.stop()
+def test_watch_after_the_thread_ended_starts_a_new_one(keepalive):
+    first = Watched(60)
+    keepalive.watch(first, 0.01)
+    assert first.checked.wait(2)
+    keepalive.unwatch(first)
+    ended = keepalive.thread
+    assert ended is not None
+    ended.join(2)
+    assert not ended.is_alive()
+    second = Watched(60)
+    keepalive.watch(second, 0.01)
+    assert second.checked.wait(2)
+    assert keepalive.thread is not None
+    assert keepalive.thread is not ended

@@ -413,10 +413,10 @@ class Locker:
                 raise
 
     def _list_names(self, session: Session) -> list[str]:
-        return self._listed(session, lambda strategy: strategy.names(session))
+        return self._listed(session, lambda strategy: listing.names(strategy, session))
 
     def _list_details(self, session: Session) -> list[listing.DetailRow]:
-        return self._listed(session, lambda strategy: strategy.details(session))
+        return self._listed(session, lambda strategy: listing.details(strategy, session))
 
     def _listed(self, session: Session, read: Callable[[listing.Strategy], T]) -> T:
         """Read the server's lock listing; re-choose it once if the cached one stopped working."""

@@ -510,7 +510,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo  # only the demo needs the sandbox and worker plumbing
+    from . import demo  # only the demo needs the throwaway server and worker plumbing
 
     url = args.url or os.environ.get(URL_ENV, "").strip() or None
     # Argument errors first, before a throwaway server is started for nothing.

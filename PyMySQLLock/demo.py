@@ -439,7 +439,7 @@ def run_demo(
         worker failed.
     """
     stream: TextIO = sys.stdout if out is None else out
-    from .sandbox import ServerStartError, ThrowawayServer
+    from .testing import ServerStartError, ThrowawayServer
 
     server: ThrowawayServer | None = None
     try:

@@ -23,7 +23,7 @@ import time
 import uuid
 from typing import Any
 
-from PyMySQLLock.sandbox import ThrowawayServer
+from PyMySQLLock.testing import ThrowawayServer
 
 from .backends import admin_connect
 from .context import RunContext

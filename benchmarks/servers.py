@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PyMySQLLock.sandbox import ThrowawayServer
+from PyMySQLLock.testing import ThrowawayServer
 
 __all__ = [
     "MySQLTarget",

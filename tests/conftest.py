@@ -107,7 +107,7 @@ def server_factory() -> Iterator[Callable[..., ThrowawayServer]]:
     """Make throwaway servers for one test; all are closed after it.
 
     ``server_factory(start=True, **kwargs)``: the keyword arguments go to
-    :class:`~PyMySQLLock.sandbox.ThrowawayServer` (``performance_schema=True``,
+    :class:`~PyMySQLLock.testing.ThrowawayServer` (``performance_schema=True``,
     ``extra_args=[...]``...). With ``start=False`` the server is returned unstarted.
     Skipped when the session uses an external server and no server binary is installed.
     """

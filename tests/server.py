@@ -7,7 +7,7 @@ The session server is chosen by :func:`server_from_environment`, first match win
    are skipped (its lifecycle methods call :func:`pytest.skip`).
 2. ``PYMYSQLLOCK_TEST_CONTAINER=mysql:8.4`` (or ``mariadb:11``, any MySQL/MariaDB image): a
    container started with testcontainers, see :class:`ContainerServer`.
-3. Otherwise a :class:`~PyMySQLLock.sandbox.ThrowawayServer` from the installed ``mariadbd`` or
+3. Otherwise a :class:`~PyMySQLLock.testing.ThrowawayServer` from the installed ``mariadbd`` or
    ``mysqld`` binaries.
 
 Every kind offers the same interface (:class:`Server`): ``host``, ``port``, ``user``,
@@ -28,13 +28,8 @@ from typing import Any, NoReturn, Protocol
 
 import pytest
 
-from PyMySQLLock.sandbox import (
-    ServerStartError,
-    ThrowawayServer,
-    _driver_connect,
-    _run_sql,
-    find_server_binary,
-)
+from PyMySQLLock.testing import ServerStartError, ThrowawayServer, find_server_binary
+from PyMySQLLock.testing.client import driver_connect, run_sql
 
 __all__ = [
     "CONTAINER_ENV",
@@ -165,14 +160,14 @@ class ExternalServer:
     def _prepare(self) -> None:
         conn = self._connect(database=None, timeout=10.0)
         try:
-            self._version = str(_run_sql(conn, "SELECT VERSION()", None)[0][0])
+            self._version = str(run_sql(conn, "SELECT VERSION()", None)[0][0])
             with contextlib.suppress(Exception):
-                _run_sql(conn, f"CREATE DATABASE IF NOT EXISTS `{self.database}`", None)
+                run_sql(conn, f"CREATE DATABASE IF NOT EXISTS `{self.database}`", None)
         finally:
             conn.close()
 
     def _connect(self, *, database: str | None, timeout: float) -> Any:
-        return _driver_connect(
+        return driver_connect(
             host=self.host,
             port=self.port,
             user=self.user,
@@ -221,7 +216,7 @@ class ExternalServer:
         """Run one statement on a short-lived TCP connection; returns the rows."""
         conn = self._connect(database=None, timeout=timeout)
         try:
-            return _run_sql(conn, statement, params)
+            return run_sql(conn, statement, params)
         finally:
             conn.close()
 
@@ -330,7 +325,7 @@ class ContainerServer(ExternalServer):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                conn = _driver_connect(
+                conn = driver_connect(
                     host=parsed.host,
                     port=parsed.port,
                     user=parsed.user,

@@ -589,7 +589,7 @@ def _server(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    from PyMySQLLock.sandbox import ThrowawayServer
+    from PyMySQLLock.testing import ThrowawayServer
 
     with ThrowawayServer() as server:
         yield server.url

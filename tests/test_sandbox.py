@@ -1,4 +1,4 @@
-"""Tests of PyMySQLLock.sandbox.ThrowawayServer and of the session-server plumbing."""
+"""Tests of PyMySQLLock.testing.ThrowawayServer and of the session-server plumbing."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from server import ExternalServer, describe, parse_url
 
-from PyMySQLLock.sandbox import ServerStartError, ThrowawayServer, _pid_alive, _process_state
+from PyMySQLLock.testing import ServerStartError, ThrowawayServer
+from PyMySQLLock.testing.cleanup import pid_alive, process_state
 
 Factory = Callable[..., ThrowawayServer]
 DRIVERS = ("pymysql", "MySQLdb", "mysql.connector")
@@ -241,7 +242,7 @@ def test_close_removes_directory_and_is_idempotent(server_factory: Factory):
     assert srv.closed
     assert not base_dir.exists()
     assert pid is not None
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
     with pytest.raises(ServerStartError, match="closed"):
         srv.start()
 
@@ -307,10 +308,10 @@ def _abandon_a_server(base: Path, *, watchdog: bool) -> tuple[Path, int]:
     script = textwrap.dedent(
         f"""
         import os
-        import PyMySQLLock.sandbox as sandbox
+        from PyMySQLLock.testing import ThrowawayServer, cleanup
         if not {watchdog!r}:
-            sandbox._start_watchdog = lambda directory: None
-        srv = sandbox.ThrowawayServer(base_dir={str(base)!r})
+            cleanup.start_watchdog = lambda directory: None
+        srv = ThrowawayServer(base_dir={str(base)!r})
         srv.start()
         print(srv.base_dir, srv.pid, flush=True)
         os._exit(0)
@@ -331,9 +332,9 @@ def _abandon_a_server(base: Path, *, watchdog: bool) -> tuple[Path, int]:
 def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
     # Not our child: it may linger as a zombie until its new parent reaps it.
     deadline = time.monotonic() + timeout
-    while _process_state(pid) not in (None, "Z") and time.monotonic() < deadline:
+    while process_state(pid) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.02)
-    return _process_state(pid) in (None, "Z")
+    return process_state(pid) in (None, "Z")
 
 
 def _wait_removed(path: Path, timeout: float = 10.0) -> bool:
@@ -357,7 +358,7 @@ def test_orphans_of_a_dead_process_are_reaped(tmp_path):
     # ThrowawayServer made in the same parent directory kills it and removes its directory.
     orphan_dir, orphan_pid = _abandon_a_server(tmp_path, watchdog=False)
     assert orphan_dir.is_dir()
-    assert _pid_alive(orphan_pid)
+    assert pid_alive(orphan_pid)
     srv = ThrowawayServer(base_dir=tmp_path)
     try:
         assert not orphan_dir.exists()

@@ -16,8 +16,8 @@ import pytest
 from PyMySQLLock import Locker, UnsupportedServerError
 from PyMySQLLock.connection import StatementFailed
 from PyMySQLLock.lock import _acquire_error
-from PyMySQLLock.sandbox import ThrowawayServer
 from PyMySQLLock.server import MARIADB, MYSQL, TIDB, ServerInfo
+from PyMySQLLock.testing import ThrowawayServer
 
 # (handshake version, PROBE_SQL rows, flavor, version, fractional, galera, aurora)
 RECORDED: list[tuple[str, dict[str, str], str, tuple[int, int, int], bool, bool, bool]] = [

@@ -9,6 +9,9 @@ command and the benchmarks use it::
     with ThrowawayServer() as server:
         conn = pymysql.connect(**server.connect_kwargs())
 
+Finding the binary, the datadir, ports and cleaning up after dead owners live in the sibling
+modules; this one holds the server's lifecycle.
+
 POSIX only: it relies on unix sockets and on ``SIGSTOP``/``SIGCONT``/``SIGKILL``.
 """
 
@@ -16,34 +19,36 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import logging
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["ServerStartError", "ThrowawayServer", "find_server_binary"]
+from . import cleanup
+from .binaries import find_server_binary, probe_binary, user_args, version_tuple
+from .client import driver_connect, run_sql, socket_accepts
+from .datadir import MARIADB_LOG_FILE_SIZE, initialise, tail, template_for
+from .errors import ServerStartError
+from .ports import find_free_port
+
+__all__ = [
+    "DEFAULT_SQL_TIMEOUT",
+    "DEFAULT_START_TIMEOUT",
+    "DEFAULT_STOP_TIMEOUT",
+    "SSL_FILES",
+    "ThrowawayServer",
+]
 
 logger = logging.getLogger("PyMySQLLock")
-
-#: Directories searched after ``PATH`` for the server binary.
-SEARCH_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin")
-#: Server binary names, preferred first.
-BINARY_NAMES: tuple[str, ...] = ("mariadbd", "mysqld")
-#: MariaDB's datadir initialisation scripts, preferred first (the second is the pre-10.4 name).
-_INSTALL_DB_NAMES = ("mariadb-install-db", "mysql_install_db")
 
 DEFAULT_START_TIMEOUT = 60.0
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -54,469 +59,10 @@ _MAX_SOCKET_PATH = 100
 # A few attempts with a new port when another process grabbed ours between the probe and the
 # server's bind(); only for ports we picked ourselves.
 _BIND_ATTEMPTS = 5
-# Redo log size for MariaDB; the 96 MiB default makes every copied datadir 5 times larger.
-_MARIADB_LOG_FILE_SIZE = "8M"
 _PLUGIN_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _BIND_FAILURE_MARKERS = ("Bind on TCP/IP port", "Address already in use", "Do you already have")
 # The files ssl_dir must contain: the names MySQL gives its own auto-generated certificates.
 SSL_FILES: tuple[str, str, str] = ("ca.pem", "server-cert.pem", "server-key.pem")
-
-
-class ServerStartError(RuntimeError):
-    """A throwaway server could not be found, initialised, started or set up."""
-
-
-# --------------------------------------------------------------------------- binaries
-
-
-def find_server_binary(binary: str | os.PathLike[str] | None = None) -> str:
-    """Locate the server binary.
-
-    :param binary: an explicit path or command name; ``None`` searches ``mariadbd`` then
-        ``mysqld`` on ``PATH`` and in :data:`SEARCH_DIRS`.
-    :returns: the absolute path of an executable server binary.
-    :raises ServerStartError: when no usable binary is found.
-    """
-    if binary is not None:
-        name = os.fspath(binary)
-        found = shutil.which(name) if os.sep not in name else None
-        path = found or name
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return os.path.abspath(path)
-        raise ServerStartError(f"server binary {name!r} not found or not executable")
-    for name in BINARY_NAMES:
-        found = shutil.which(name)
-        if found:
-            return os.path.abspath(found)
-        for directory in SEARCH_DIRS:
-            path = os.path.join(directory, name)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                return path
-    raise ServerStartError(
-        "no MySQL/MariaDB server binary found: looked for "
-        f"{' or '.join(BINARY_NAMES)} on PATH and in {', '.join(SEARCH_DIRS)}; "
-        "install mariadb-server (or MySQL) or pass binary="
-    )
-
-
-@functools.cache
-def _probe_binary(binary: str) -> tuple[str, str]:
-    """Ask the binary for its version; cached because every server of a run asks the same.
-
-    :param binary: absolute path of the server binary.
-    :returns: ``(flavor, version)`` where flavor is ``"mariadb"`` or ``"mysql"``.
-    :raises ServerStartError: when the binary does not run or prints no version.
-    """
-    try:
-        out = subprocess.run(  # noqa: S603 - the binary was located by find_server_binary
-            [binary, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ServerStartError(f"cannot run {binary} --version: {exc}") from exc
-    text = out.stdout + out.stderr
-    match = re.search(r"\bVer\s+(\S+)", text)
-    if out.returncode != 0 or match is None:
-        raise ServerStartError(f"{binary} --version failed ({out.returncode}): {text.strip()}")
-    flavor = "mariadb" if "mariadb" in text.lower() else "mysql"
-    return flavor, match.group(1)
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    """Turn ``"10.11.19-MariaDB-0+deb12u1"`` into ``(10, 11, 19)``."""
-    match = re.match(r"(\d+(?:\.\d+)*)", version)
-    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
-
-
-def _find_install_db(binary: str) -> tuple[str, str | None]:
-    """Find MariaDB's install script that belongs to *binary*.
-
-    :param binary: absolute path of ``mariadbd``.
-    :returns: ``(script, basedir)``; basedir is ``None`` for the ``/usr`` layout the script
-        assumes by default.
-    :raises ServerStartError: when no script is found.
-    """
-    # Prefer the script of the same installation: <prefix>/sbin/mariadbd goes with
-    # <prefix>/bin/mariadb-install-db, a tarball's <prefix>/bin/mariadbd with <prefix>/scripts/.
-    prefix = Path(binary).resolve().parent.parent
-    for name in _INSTALL_DB_NAMES:
-        for sub in ("bin", "scripts"):
-            candidate = prefix / sub / name
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                basedir = None if str(prefix) == "/usr" else str(prefix)
-                return str(candidate), basedir
-    for name in _INSTALL_DB_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found, None
-    raise ServerStartError(
-        f"{binary} is MariaDB but neither of {', '.join(_INSTALL_DB_NAMES)} was found "
-        "to initialise a datadir"
-    )
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _ephemeral_port_range() -> tuple[int, int]:
-    """The kernel's range for outgoing connections' local ports (Linux; a default elsewhere)."""
-    with contextlib.suppress(OSError, ValueError):
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    return 32768, 60999
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _find_free_port(host: str = "127.0.0.1") -> int:
-    """Pick a port that is free now.
-
-    Ports come from below the kernel's ephemeral range when possible: a port from that range
-    could be taken as the local port of one of the thousands of client connections the tests
-    open, and a restart of the server would then fail to bind it.
-
-    :param host: the address the server will bind.
-    :returns: a port number.
-    """
-    low, _high = _ephemeral_port_range()
-    if low > 11000:
-        for _ in range(100):
-            port = random.randint(10000, low - 1)
-            if _port_is_free(host, port):
-                return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def _tail(path: Path, lines: int, offset: int = 0) -> str:
-    """The last *lines* lines of a log file from byte *offset* on ("" when unreadable)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace").rstrip()
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _process_state(pid: int) -> str | None:
-    """The one-letter state of a process from ``/proc`` (``None`` when unknown)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is in parentheses and may itself contain spaces or parentheses.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[0] if fields else None
-
-
-@functools.cache
-def _pymysql_has_ssl_disabled() -> bool:
-    import inspect
-
-    import pymysql
-
-    return "ssl_disabled" in inspect.signature(pymysql.connections.Connection).parameters
-
-
-def _driver_connect(
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    unix_socket: str | None = None,
-    user: str,
-    password: str,
-    database: str | None = None,
-    timeout: float,
-) -> Any:
-    """Open an autocommit connection with the first importable driver.
-
-    Tried in order: PyMySQL, mysqlclient (``MySQLdb``), mysql-connector-python. The sandbox only
-    needs plain statements, so any of them will do.
-
-    :param host: TCP host (ignored when *unix_socket* is given).
-    :param port: TCP port.
-    :param unix_socket: path of the server's unix socket.
-    :param user: account name.
-    :param password: account password.
-    :param database: default database, or ``None``.
-    :param timeout: connect and read timeout in seconds.
-    :returns: a DB-API connection.
-    :raises ServerStartError: when none of the drivers is installed.
-    """
-    kwargs: dict[str, Any] = {"user": user, "password": password}
-    if database is not None:
-        kwargs["database"] = database
-    if unix_socket is not None:
-        # MySQLdb only uses the socket when host is "localhost"; the others ignore host then.
-        kwargs.update(host="localhost", unix_socket=unix_socket)
-    else:
-        kwargs.update(host=host, port=port)
-    try:
-        import pymysql
-    except ImportError:
-        pass
-    else:
-        if _pymysql_has_ssl_disabled():
-            # PyMySQL >= 1.2 otherwise builds an SSL context (loading the system CA store, ~18 ms)
-            # on every connect to try TLS; the sandbox's own connections never want it.
-            kwargs["ssl_disabled"] = True
-        return pymysql.connect(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            write_timeout=timeout,
-            autocommit=True,
-            **kwargs,
-        )
-    try:
-        import MySQLdb
-    except ImportError:
-        pass
-    else:
-        seconds = max(1, int(timeout + 0.999))
-        return MySQLdb.connect(
-            connect_timeout=seconds,
-            read_timeout=seconds,
-            write_timeout=seconds,
-            autocommit=True,
-            **kwargs,
-        )
-    try:
-        import mysql.connector
-    except ImportError:
-        pass
-    else:
-        return mysql.connector.connect(
-            connection_timeout=max(1, int(timeout + 0.999)), autocommit=True, **kwargs
-        )
-    raise ServerStartError(
-        "no MySQL driver is importable: install PyMySQL, mysqlclient or mysql-connector-python"
-    )
-
-
-def _socket_accepts(path: Path) -> bool:
-    """Tell whether a unix socket accepts connections, closing the probe in every case.
-
-    A driver whose connect fails on a not-yet-listening socket may leave its socket object
-    unclosed (PyMySQL does), and the ResourceWarning would surface later in an unrelated test.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
-def _run_sql(conn: Any, statement: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
-    """Run one statement on *conn* and return its rows (``[]`` when it returns none)."""
-    cursor = conn.cursor()
-    try:
-        if params is None:
-            cursor.execute(statement)
-        else:
-            cursor.execute(statement, tuple(params))
-        if cursor.description is None:
-            return []
-        return [tuple(row) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
-
-
-# --------------------------------------------------------------------------- orphans
-
-# Each directory records the pid of the process that made it. When that process died without
-# running its atexit hooks (SIGKILL, os._exit from a test-timeout handler), its server keeps
-# running and its directory stays; the next process reaps both.
-_OWNER_FILE = "owner.pid"
-_reaped_parents: set[str] = set()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, belongs to someone else
-    return True
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    """A process's arguments from ``/proc`` (``None`` when unavailable or gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
-
-
-def _reap_orphans(parent: Path) -> None:
-    """Kill the servers and remove the directories left in *parent* by dead processes.
-
-    Only directories named ``pymysqllock-*``, owned by this user, with an owner file naming a
-    process that no longer exists are touched; a server is killed only when its command line
-    shows it runs on that very directory's datadir.
-
-    :param parent: the directory the temporary directories are made in.
-    """
-    key = str(parent)
-    if key in _reaped_parents:
-        return
-    _reaped_parents.add(key)
-    try:
-        entries = list(parent.glob("pymysqllock-*"))
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            if entry.is_symlink() or entry.stat().st_uid != os.geteuid():
-                continue
-            owner = int((entry / _OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            continue  # not ours, or still being set up
-        if _pid_alive(owner):
-            continue
-        try:
-            server_pid: int | None = int((entry / "mysqld.pid").read_text().strip())
-        except (OSError, ValueError):
-            server_pid = None
-        if server_pid is not None and _pid_alive(server_pid):
-            args = _cmdline(server_pid)
-            if args is None:
-                continue  # cannot tell whether it is our server: leave everything alone
-            if f"--datadir={entry / 'data'}" in args:
-                logger.info("killing orphaned server pid %d in %s", server_pid, entry)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(server_pid, signal.SIGKILL)
-        logger.info("removing orphaned directory %s", entry)
-        shutil.rmtree(entry, ignore_errors=True)
-
-
-# The watchdog: a tiny process per server that blocks reading a pipe whose only writer is the
-# process owning the server. When that process ends in any way, atexit or not (SIGTERM,
-# SIGKILL, os._exit), the read returns and the watchdog kills the server and removes its
-# directory. The server is found through its pid file and killed only if its command line
-# names this directory's datadir, so a recycled pid is never hit. After a normal close() there
-# is nothing left for it to do.
-_WATCHDOG_CODE = """
-import os, shutil, signal, sys
-base = sys.argv[1]
-try:
-    sys.stdin.buffer.read()
-except BaseException:
-    pass
-try:
-    with open(os.path.join(base, "mysqld.pid")) as f:
-        pid = int(f.read().strip())
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        args = f.read().split(b"\\0")
-    if ("--datadir=" + os.path.join(base, "data")).encode() in args:
-        os.kill(pid, signal.SIGKILL)
-except (OSError, ValueError):
-    pass
-shutil.rmtree(base, ignore_errors=True)
-"""
-
-
-def _start_watchdog(directory: Path) -> subprocess.Popen[bytes] | None:
-    """Start a watchdog that cleans *directory* up when this process ends.
-
-    :param directory: a server's (or the templates') temporary directory.
-    :returns: the watchdog process, or ``None`` when it could not be started.
-    """
-    if not sys.executable:
-        return None
-    try:
-        return subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            # -I -S: no site, no environment: starts in ~10 ms and imports nothing of ours.
-            [sys.executable, "-I", "-S", "-c", _WATCHDOG_CODE, str(directory)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # Like the server: a Ctrl-C in the terminal is not meant for it.
-            start_new_session=True,
-        )
-    except OSError as exc:  # only a convenience: the orphan reaper is the fallback
-        logger.warning("cannot start a watchdog for %s: %s", directory, exc)
-        return None
-
-
-def _stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
-    """Let a watchdog finish, after its directory was cleaned up the normal way."""
-    if watchdog is None:
-        return
-    if watchdog.stdin is not None:
-        watchdog.stdin.close()  # EOF: it finds no server and an already removed directory
-    try:
-        watchdog.wait(5.0)
-    except subprocess.TimeoutExpired:
-        watchdog.kill()
-        watchdog.wait()
-
-
-# --------------------------------------------------------------------------- templates
-
-# Initialising a datadir takes ~0.5 s (MariaDB) to several seconds (MySQL); copying an already
-# initialised one takes a few tens of milliseconds. Each process initialises once per binary and
-# copies that template for every server it starts.
-_template_lock = threading.Lock()
-_templates: dict[tuple[str, int], Path] = {}
-_template_root: list[Path] = []  # at most one entry; a list so no ``global`` is needed
-_template_watchdog: list[subprocess.Popen[bytes] | None] = []
-
-
-def _remove_template_root(owner_pid: int) -> None:
-    # A forked child inherits this atexit hook; only the process that made the templates
-    # removes them.
-    if os.getpid() == owner_pid:
-        for root in _template_root:
-            shutil.rmtree(root, ignore_errors=True)
-        for watchdog in _template_watchdog:
-            _stop_watchdog(watchdog)
-
-
-def _template_for(binary: str, init: Callable[[Path], None]) -> Path:
-    """The template datadir for *binary*, made by ``init(datadir)`` on first use.
-
-    :param binary: server binary the template belongs to.
-    :param init: callable that initialises an empty datadir at the given path.
-    :returns: the template datadir.
-    """
-    key = (binary, os.geteuid())
-    with _template_lock:
-        template = _templates.get(key)
-        if template is not None and template.is_dir():
-            return template
-        if not _template_root:
-            root = Path(tempfile.mkdtemp(prefix="pymysqllock-templates-"))
-            (root / _OWNER_FILE).write_text(str(os.getpid()))
-            _template_root.append(root)
-            _template_watchdog.append(_start_watchdog(root))
-            atexit.register(_remove_template_root, os.getpid())
-        template = _template_root[0] / f"t{len(_templates)}" / "data"
-        # A failed earlier attempt may have left a partial datadir behind.
-        shutil.rmtree(template, ignore_errors=True)
-        template.parent.mkdir(parents=True, exist_ok=True)
-        init(template)
-        _templates[key] = template
-        return template
-
-
-# --------------------------------------------------------------------------- the server
 
 
 class ThrowawayServer:
@@ -569,7 +115,7 @@ class ThrowawayServer:
         use_template: bool = True,
     ) -> None:
         self._binary = find_server_binary(binary)
-        self._flavor, self._binary_version = _probe_binary(self._binary)
+        self._flavor, self._binary_version = probe_binary(self._binary)
         self._database = database
         if plugins is None:
             plugins = ("metadata_lock_info",) if self._flavor == "mariadb" else ()
@@ -587,7 +133,7 @@ class ThrowawayServer:
         self._start_timeout = start_timeout
         self._use_template = use_template
         self._fixed_port = port is not None
-        self._port = port if port is not None else _find_free_port(self.host)
+        self._port = port if port is not None else find_free_port(self.host)
 
         self._dir = self._make_dir(base_dir)
         self._datadir = self._dir / "data"
@@ -709,7 +255,7 @@ class ThrowawayServer:
         :param lines: how many lines.
         :returns: the lines, newline-separated.
         """
-        return _tail(self._error_log, lines)
+        return tail(self._error_log, lines)
 
     def __repr__(self) -> str:
         state = (
@@ -741,11 +287,11 @@ class ThrowawayServer:
         :returns: the rows as tuples; ``[]`` for statements that return no result set.
         :raises ServerStartError: when no driver is installed.
         """
-        conn = _driver_connect(
+        conn = driver_connect(
             unix_socket=str(self._socket), user=self.user, password=self.password, timeout=timeout
         )
         try:
-            return _run_sql(conn, statement, params)
+            return run_sql(conn, statement, params)
         finally:
             conn.close()
 
@@ -772,7 +318,7 @@ class ThrowawayServer:
             if not self._datadir.exists():
                 self._prepare_datadir()
             if self._watchdog is None:
-                self._watchdog = _start_watchdog(self._dir)
+                self._watchdog = cleanup.start_watchdog(self._dir)
             attempts = 1 if (self._fixed_port or self._initialised) else _BIND_ATTEMPTS
             for attempt in range(1, attempts + 1):
                 try:
@@ -781,7 +327,7 @@ class ThrowawayServer:
                 except _BindError:
                     if attempt == attempts:
                         raise
-                    old, self._port = self._port, _find_free_port(self.host)
+                    old, self._port = self._port, find_free_port(self.host)
                     logger.info("port %d was taken, retrying on port %d", old, self._port)
             if not self._initialised:
                 try:
@@ -863,7 +409,11 @@ class ThrowawayServer:
             # SIGSTOP is delivered asynchronously; wait for it so that callers can rely on the
             # server being frozen when this returns.
             deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline and _process_state(pid) not in ("T", "t", None):
+            while time.monotonic() < deadline and cleanup.process_state(pid) not in (
+                "T",
+                "t",
+                None,
+            ):
                 time.sleep(0.005)
 
     def resume(self) -> None:
@@ -893,7 +443,7 @@ class ThrowawayServer:
                     self.kill()
             shutil.rmtree(self._dir, ignore_errors=True)
             watchdog, self._watchdog = self._watchdog, None
-            _stop_watchdog(watchdog)
+            cleanup.stop_watchdog(watchdog)
         atexit.unregister(self.close)
 
     def __enter__(self) -> ThrowawayServer:
@@ -919,9 +469,9 @@ class ThrowawayServer:
         # "/pymysqllock-XXXXXXXX/mysql.sock" adds 32 characters to the parent.
         if base_dir is None and len(parent) + 32 > _MAX_SOCKET_PATH:
             parent = "/tmp"  # noqa: S108 - a private mkdtemp directory, only for a short path
-        _reap_orphans(Path(parent))
+        cleanup.reap_orphans(Path(parent))
         path = Path(tempfile.mkdtemp(prefix="pymysqllock-", dir=parent))
-        (path / _OWNER_FILE).write_text(str(os.getpid()))
+        (path / cleanup.OWNER_FILE).write_text(str(os.getpid()))
         if len(str(path / "mysql.sock")) > _MAX_SOCKET_PATH:
             shutil.rmtree(path, ignore_errors=True)
             raise ServerStartError(
@@ -942,13 +492,9 @@ class ThrowawayServer:
             self._proc = None
             self._paused = False
 
-    def _user_args(self) -> list[str]:
-        # mysqld refuses to run as root unless told to; as anyone else it needs no --user.
-        return ["--user=root"] if os.geteuid() == 0 else []
-
     def _prepare_datadir(self) -> None:
         if self._use_template:
-            template = _template_for(self._binary, self._initialise_datadir)
+            template = template_for(self._binary, self._initialise_datadir)
             began = time.monotonic()
             shutil.copytree(template, self._datadir, symlinks=True)
             # MySQL keeps the server UUID there; each copy must get its own.
@@ -957,68 +503,8 @@ class ThrowawayServer:
         else:
             self._initialise_datadir(self._datadir)
 
-    def _initialise_datadir(self, datadir: Path) -> None:
-        """Create the system tables in the (not yet existing) directory *datadir*."""
-        log = datadir.parent / "init.log"
-        env = dict(os.environ)
-        if self._flavor == "mariadb":
-            script, basedir = _find_install_db(self._binary)
-            cmd = [
-                script,
-                "--no-defaults",
-                f"--datadir={datadir}",
-                # Without this the script also creates root@<hostname>, which the server then
-                # warns about in --skip-name-resolve mode.
-                "--skip-name-resolve",
-                f"--innodb-log-file-size={_MARIADB_LOG_FILE_SIZE}",
-                *self._user_args(),
-            ]
-            # Pass the newer options only to scripts that know them (an unknown option would
-            # be handed on to the server, which refuses it). The script is a shell script.
-            try:
-                known = Path(script).read_text(errors="replace")
-            except OSError:
-                known = ""
-            if "auth-root-authentication-method" in known:
-                # 10.4+ default to unix_socket auth for root; the tests connect over TCP.
-                cmd.append("--auth-root-authentication-method=normal")
-            if "skip-test-db" in known:
-                cmd.append("--skip-test-db")
-            if basedir is not None:
-                cmd.append(f"--basedir={basedir}")
-            # Make the script bootstrap with our binary, not the one it would guess.
-            env["MYSQLD_BOOTSTRAP"] = self._binary
-        else:
-            cmd = [
-                self._binary,
-                "--no-defaults",  # must be the first option
-                "--initialize-insecure",  # root@localhost with an empty password
-                f"--datadir={datadir}",
-                f"--secure-file-priv={self._files_dir}",
-                "--skip-log-bin",
-                *self._user_args(),
-            ]
-        logger.debug("initialising datadir: %s", " ".join(cmd))
-        began = time.monotonic()
-        with log.open("wb") as out:
-            try:
-                result = subprocess.run(  # noqa: S603 - our own binary and arguments
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    timeout=300,
-                    check=False,
-                )
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise ServerStartError(f"initialising {datadir} failed: {exc}") from exc
-        if result.returncode != 0:
-            raise ServerStartError(
-                f"initialising {datadir} failed with exit code {result.returncode}:\n"
-                f"{_tail(log, 30)}"
-            )
-        logger.debug("initialised datadir in %.2f s", time.monotonic() - began)
+    def _initialise_datadir(self, path: Path) -> None:
+        initialise(self._binary, self._flavor, path, self._files_dir)
 
     def _server_args(self) -> list[str]:
         args = [
@@ -1033,7 +519,7 @@ class ThrowawayServer:
             f"--tmpdir={self._files_dir}",
             # Packaged builds default to a directory (/var/lib/mysql-files) that may not exist.
             f"--secure-file-priv={self._files_dir}",
-            *self._user_args(),
+            *user_args(),
             "--skip-name-resolve",
             "--skip-log-bin",
             "--innodb-buffer-pool-size=16M",
@@ -1047,8 +533,8 @@ class ThrowawayServer:
             f"--performance-schema={'ON' if self._performance_schema else 'OFF'}",
         ]
         if self._flavor == "mariadb":
-            args.append(f"--innodb-log-file-size={_MARIADB_LOG_FILE_SIZE}")
-        elif _version_tuple(self._binary_version) >= (8, 0):
+            args.append(f"--innodb-log-file-size={MARIADB_LOG_FILE_SIZE}")
+        elif version_tuple(self._binary_version) >= (8, 0):
             # X Plugin listens on 33060 by default: two servers would fight over it.
             args.append("--mysqlx=0")
         if self._ssl_dir is not None:
@@ -1086,15 +572,15 @@ class ThrowawayServer:
             code = proc.poll()
             if code is not None:
                 self._proc = None
-                log = _tail(self._error_log, 40, log_offset)
-                stdout = _tail(self._stdout_log, 10)
+                log = tail(self._error_log, 40, log_offset)
+                stdout = tail(self._stdout_log, 10)
                 message = f"server exited with code {code} during startup"
                 if any(marker in log for marker in _BIND_FAILURE_MARKERS):
                     raise _BindError(f"{message} (port {self._port} in use):\n{log}")
                 raise ServerStartError(f"{message}:\n{log}\n{stdout}".rstrip())
-            if self._socket.exists() and _socket_accepts(self._socket):
+            if self._socket.exists() and socket_accepts(self._socket):
                 try:
-                    conn = _driver_connect(
+                    conn = driver_connect(
                         unix_socket=str(self._socket),
                         user=self.user,
                         password=self.password,
@@ -1107,13 +593,13 @@ class ThrowawayServer:
                     last_error = exc
                 else:
                     with contextlib.closing(conn):
-                        self._version = str(_run_sql(conn, "SELECT VERSION()", None)[0][0])
+                        self._version = str(run_sql(conn, "SELECT VERSION()", None)[0][0])
                     return
             if time.monotonic() >= deadline:
                 self._abort_start()
                 raise ServerStartError(
                     f"server did not accept connections within {timeout:.0f} s "
-                    f"(last error: {last_error!r}):\n{_tail(self._error_log, 40, log_offset)}"
+                    f"(last error: {last_error!r}):\n{tail(self._error_log, 40, log_offset)}"
                 )
             time.sleep(0.02)
 
@@ -1148,7 +634,7 @@ class ThrowawayServer:
             elif self._plugins:
                 logger.debug("MySQL has no plugin %s; not installed", ", ".join(self._plugins))
             # Check the way clients will connect: TCP, as root, into the database.
-            conn = _driver_connect(timeout=10.0, **self.connect_kwargs())
+            conn = driver_connect(timeout=10.0, **self.connect_kwargs())
             conn.close()
         except ServerStartError:
             raise

@@ -92,7 +92,8 @@ class Locker:
 
     ``*args`` and ``**connect_kwargs`` go to the driver's ``connect()``, for example
     ``Locker(host="db", user="app", password="...", database="app")``. The constructor connects
-    once to check them, and keeps that connection for the first acquire.
+    once to check them, and keeps that connection for the first acquire; with ``lazy=True`` it
+    touches no network and the first use connects instead (for a Locker made at import time).
 
     :param driver: ``"pymysql"``, ``"mysql.connector"``, ``"MySQLdb"``, a
         :class:`~PyMySQLLock.drivers.DriverAdapter`, or ``None`` for the first of those
@@ -104,8 +105,13 @@ class Locker:
     :param ping_timeout: seconds any answer from the server may take before the connection
         counts as lost; bounds how long a hung server goes unnoticed.
     :param pool_size: how many idle connections to keep for later acquires.
+    :param lazy: connect on first use rather than now. Arguments are still checked now as far
+        as possible without a server; a server that is down or hangs is reported by the first
+        call that needs it, with :class:`~PyMySQLLock.LockConnectionError` (after at most
+        ``ping_timeout`` seconds, or the driver's ``connect_timeout`` if set).
     :raises DriverNotInstalledError: if the driver cannot be imported.
-    :raises LockConnectionError: if the server cannot be reached with these arguments.
+    :raises LockConnectionError: if the server cannot be reached with these arguments (only
+        without ``lazy``).
     :raises InvalidArgumentError: for a bad ``namespace``, ``ping_timeout`` or ``pool_size``.
     """
 
@@ -120,6 +126,7 @@ class Locker:
         mysql_lib_connector: Callable[..., Any] | None = None,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
+        lazy: bool = False,
         **connect_kwargs: Any,
     ) -> None:
         self._closed = True  # until fully constructed, so close() and __del__ are no-ops
@@ -128,6 +135,8 @@ class Locker:
             raise InvalidArgumentTypeError("pool_size must be an int")
         if pool_size < 0:
             raise InvalidArgumentError("pool_size must be >= 0")
+        if not isinstance(lazy, bool):
+            raise InvalidArgumentTypeError("lazy must be a bool")
         ping_timeout = validate_driver_timeout(ping_timeout, "ping_timeout")
         self._adapter: DriverAdapter = resolve_adapter(driver, mysql_lib_connector)
         self._args = args
@@ -143,8 +152,12 @@ class Locker:
         self._init_state()
         self._closed = False
         _LOCKERS.add(self)
-        # Check the arguments now, as PyMySQLLock 0.2.0 did; the connection is kept for later.
-        self._checkin(self._checkout()[0])
+        if lazy:
+            # Importing the driver is local work, and a missing one is better found now.
+            self._adapter.connect_function()
+        else:
+            # Check the arguments now, as PyMySQLLock 0.2.0 did; the connection is kept.
+            self._checkin(self._checkout()[0])
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
@@ -155,21 +168,55 @@ class Locker:
         self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}", self._read_timeout)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Locker:
+    def from_url(cls, url: Any, **kwargs: Any) -> Locker:
         """Make a Locker from a URL such as ``mysql+pymysql://user:pw@host:3306/db``.
 
-        See :mod:`PyMySQLLock.config` for the schemes and query options.
+        See :mod:`PyMySQLLock.config` for the schemes and query options of a :class:`str`.
+        A SQLAlchemy ``URL`` object is read as SQLAlchemy itself would connect with it
+        (see :meth:`from_engine`), its password intact.
 
         :param url: the URL; the password in it may be percent-encoded.
         :param kwargs: more Locker or ``connect()`` arguments; they win over the URL's.
-        :returns: a connected Locker.
+        :returns: a connected Locker (unless ``lazy=True``).
+        :raises InvalidArgumentTypeError: if ``url`` is neither a :class:`str` nor a
+            SQLAlchemy ``URL``.
         """
+        if not isinstance(url, str) and type(url).__module__.startswith("sqlalchemy."):
+            from .contrib.sqlalchemy import url_arguments
+
+            return cls._from_arguments(url_arguments(url), kwargs)
         settings = parse_url(url)
         adapter = resolve_adapter(kwargs.pop("driver", settings.driver))
         options: dict[str, Any] = dict(settings.locker_options)
         options.update(adapter.translate_options(settings.connect_kwargs))
         options.update(kwargs)
         return cls(driver=adapter, **options)
+
+    @classmethod
+    def from_engine(cls, engine: Any, **kwargs: Any) -> Locker:
+        """Make a Locker that connects as a SQLAlchemy engine does, on connections of its own.
+
+        The driver comes from the engine's dialect (``mysql+pymysql``, ``mysql+mysqldb``,
+        ``mysql+mysqlconnector``, or the same with ``mariadb+``); the connect arguments are
+        the ones the engine gives its driver, ``connect_args=`` (TLS included) and password
+        intact. Nothing is taken from the engine's pool, and creating the Locker sends nothing
+        through the engine. Needs SQLAlchemy, imported only by this call.
+
+        :param engine: a ``sqlalchemy.engine.Engine``.
+        :param kwargs: more Locker or ``connect()`` arguments; they win over the engine's.
+        :returns: a connected Locker (unless ``lazy=True``).
+        :raises InvalidArgumentError: for an engine of another database, an unsupported or
+            asyncio driver, or an engine made with ``creator=``.
+        """
+        from .contrib.sqlalchemy import engine_arguments
+
+        return cls._from_arguments(engine_arguments(engine), kwargs)
+
+    @classmethod
+    def _from_arguments(cls, found: Any, kwargs: dict[str, Any]) -> Locker:
+        options = {**found.kwargs, **kwargs}
+        options.setdefault("driver", found.driver)
+        return cls(*found.args, **options)
 
     def __repr__(self) -> str:
         shown = " ".join(
@@ -187,10 +234,16 @@ class Locker:
 
     @property
     def server(self) -> ServerInfo:
-        """The server's flavour and version, learned from the first connection."""
+        """The server's flavour and version, learned from the first connection.
+
+        :raises LockConnectionError: if a lazy Locker must connect now and cannot.
+        """
         server = self._server
-        if server is None:  # pragma: no cover - the constructor's connection sets it
-            raise LockError("the server is not known yet")
+        if server is None:  # a lazy Locker that has not connected yet
+            self._checkin(self._checkout()[0])
+            server = self._server
+            if server is None:  # pragma: no cover - _connect() always sets it
+                raise LockError("the server is not known yet")
         return server
 
     @property

@@ -15,6 +15,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import progress
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .errors import (
     AcquireCancelledError,
@@ -189,6 +190,9 @@ class Lock:
         self._cancel_requested = False
         self._waiting: Session | None = None
         self._acquire_done: threading.Event | None = None
+        # When the wait began and when the lock was granted (monotonic), for the log.
+        self._wait_began = 0.0
+        self._acquired_at = 0.0
 
     def _forget_parent(self) -> None:
         """In a forked child, drop the parent's state: its session is not ours to use."""
@@ -303,7 +307,8 @@ class Lock:
             return False
         self._locker._lock_held(self, interval)
         if logger.isEnabledFor(logging.DEBUG):  # one call instead of two when off
-            logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
+            waited = self._acquired_at - self._wait_began
+            progress.log_acquired(self._name, waited, session.connection_id)
         return True
 
     def _wait(self, seconds: float) -> Session | None:
@@ -314,7 +319,15 @@ class Lock:
         trip.
         """
         locker = self._locker
-        deadline = time.monotonic() + seconds
+        began = self._wait_began = time.monotonic()
+        deadline = began + seconds
+        # A long wait says who it waits for (at INFO); a quick acquire never asks, and sends
+        # nothing more. Reports need the wait cut at whole seconds up to each report.
+        report_at = (
+            began + progress.FIRST_REPORT_SECONDS
+            if progress.logger.isEnabledFor(logging.INFO)
+            else math.inf
+        )
         session, reused = locker._checkout()
         while True:
             # No mutex: cancel() sets the flag before it reads _waiting, and this thread sets
@@ -327,7 +340,10 @@ class Lock:
                 raise AcquireCancelledError(f"acquire of lock {self._name!r} was cancelled")
             started = time.monotonic()
             remaining = deadline - started
-            chunk = locker._wait_chunk(remaining)
+            limit = remaining
+            if deadline > report_at:
+                limit = max(math.ceil(report_at - started), 1)
+            chunk = locker._wait_chunk(limit)
             try:
                 with session.mutex:
                     row = session.run(_GET_LOCK, (self._server_name, chunk))
@@ -352,6 +368,7 @@ class Lock:
             if self._cancel_requested:
                 continue
             if result == 1:
+                self._acquired_at = started
                 return session
             if result is None:
                 # MariaDB answers NULL without an error when KILL QUERY or a statement time
@@ -360,12 +377,42 @@ class Lock:
                 raise AcquireInterruptedError(
                     f"the server interrupted the wait for lock {self._name!r}"
                 )
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 locker._checkin(session)
                 return None
+            if now >= report_at:
+                report_at = now + progress.REPEAT_SECONDS
+                self._report_wait(session, now - began)
+                continue
             if chunk == 0:
                 time.sleep(min(_POLL_SECONDS, remaining))
+
+    def _report_wait(self, session: Session, waited: float) -> None:
+        """Log who holds the lock, asking on the waiting session (which is between waits)."""
+        try:
+            with session.mutex:
+                row = session.run(progress.HOLDER_DETAILS, (self._server_name,))
+        except StatementFailed as failure:  # e.g. no access to the process list: say less
+            logger.debug("no holder details for lock %r: %s", self._name, failure)
+            return
+        except SessionLost:
+            return  # the next GET_LOCK finds the session broken and reports it as usual
+        except BaseException:
+            self._locker._discard(session)
+            raise
+        progress.log_waiting(self._name, waited, progress.holder_from_row(row))
+
+    def _holder_text(self) -> str:
+        """``"; held by connection 42 (app@10.0.0.5:40112)"`` for an error message, if known."""
+        try:
+            row = self._locker._on_idle_session(
+                lambda session: session.run(progress.HOLDER_DETAILS, (self._server_name,))
+            )
+        except LockError:
+            return ""
+        return f"; held by {progress.holder_from_row(row)}"
 
     def cancel(self) -> bool:
         """Abort an :meth:`acquire` that is waiting in another thread.
@@ -432,7 +479,7 @@ class Lock:
             # next acquire.
             self._locker._checkin(session)
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("lock %r released", self._name)
+                progress.log_released(self._name, time.monotonic() - self._acquired_at)
             return
         self._locker._discard(session)
         self._report_lost("the session no longer held it at release")
@@ -499,7 +546,9 @@ class Lock:
     def __enter__(self) -> Lock:
         if not self.acquire():
             shown = "ever" if math.isinf(self._timeout) else f"{self._timeout} s"
-            raise LockTimeoutError(f"lock {self._name!r} was not acquired within {shown}")
+            raise LockTimeoutError(
+                f"lock {self._name!r} was not acquired within {shown}{self._holder_text()}"
+            )
         return self
 
     def __exit__(

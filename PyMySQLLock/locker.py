@@ -405,7 +405,7 @@ class Locker:
                     if on_busy == "skip":
                         logger.info("skipped %s: lock %r is busy", function.__qualname__, name)
                         return None
-                    raise LockTimeoutError(f"lock {name!r} is busy")
+                    raise LockTimeoutError(f"lock {name!r} is busy{lock._holder_text()}")
                 # Released as a with block would: a loss during the call raises LockLostError
                 # once the function has returned, unless the function itself raised.
                 try:

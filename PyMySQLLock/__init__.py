@@ -28,6 +28,7 @@ from .errors import (
 from .listing import LockInfo
 from .lock import Lock
 from .locker import Locker
+from .loss import LossCause, LossReason
 from .version import __version__
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "LockNotHeldError",
     "LockTimeoutError",
     "Locker",
+    "LossCause",
+    "LossReason",
     "PermissionDeniedError",
     "UnsupportedServerError",
     "__version__",

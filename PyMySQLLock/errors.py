@@ -4,9 +4,19 @@ Every exception derives from :class:`LockError`, so ``except LockError`` catches
 library raises on purpose. Each one also derives from the builtin exception that matches its
 meaning, so code that already handles :class:`TimeoutError`, :class:`ValueError` or
 :class:`ConnectionError` keeps working without knowing about this library.
+
+What a caller may need is an attribute, never only part of the message: ``server_code`` on
+every exception, the lock's name, timeout and holder on :class:`LockTimeoutError`, the reason
+on :class:`LockLostError`. Every exception survives pickling with its attributes, so it can
+cross a process pool.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .loss import LossReason
 
 __all__ = [
     "AcquireCancelledError",
@@ -39,7 +49,31 @@ class LockTimeoutError(LockError, TimeoutError):
 
     Raised by ``with`` and by :meth:`~PyMySQLLock.Locker.synchronized`; ``acquire()`` returns
     ``False`` instead.
+
+    :param message: the explanation.
+    :param name: the lock name, as given to :meth:`~PyMySQLLock.Locker.lock`.
+    :param timeout: the timeout that expired, in seconds (``-1``: forever).
+    :param holder: the connection id of the session holding the lock when the timeout was
+        reported, or ``None`` when nobody held it any more or the server did not tell.
+
+    .. versionadded:: 1.0
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        holder: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        #: The lock name, as given to :meth:`~PyMySQLLock.Locker.lock`.
+        self.name = name
+        #: The timeout that expired, in seconds (``-1``: forever).
+        self.timeout = timeout
+        #: The holder's connection id (``CONNECTION_ID()``) when the timeout was reported.
+        self.holder = holder
 
 
 class LockNotHeldError(LockError, RuntimeError):
@@ -55,7 +89,23 @@ class LockAlreadyHeldError(LockError, RuntimeError):
 
 
 class LockLostError(LockError, RuntimeError):
-    """The lock was held and is no longer: its server session ended or no longer holds it."""
+    """The lock was held and is no longer: its server session ended or no longer holds it.
+
+    :param message: the explanation.
+    :param name: the lock name, as given to :meth:`~PyMySQLLock.Locker.lock`.
+    :param reason: why and when the loss was found.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(
+        self, message: str, *, name: str | None = None, reason: LossReason | None = None
+    ) -> None:
+        super().__init__(message)
+        #: The lock name, as given to :meth:`~PyMySQLLock.Locker.lock`.
+        self.name = name
+        #: Why and when the loss was found (:class:`~PyMySQLLock.LossReason`).
+        self.reason = reason
 
 
 class DeadlockError(LockError, RuntimeError):

@@ -30,6 +30,7 @@ from .errors import (
     LockTimeoutError,
     UnsupportedServerError,
 )
+from .loss import LossCause, LossReason
 from .names import cached_server_name, server_name, validate_name
 from .server import UNSUPPORTED_CAUSES
 from .timeouts import (
@@ -91,6 +92,13 @@ def _acquire_error(name: str, failure: StatementFailed) -> LockError:
     return error
 
 
+def _check_failure(exc: SessionLost | StatementFailed) -> LossReason:
+    """Why a lock whose keepalive check raised *exc* counts as lost."""
+    if isinstance(exc, StatementFailed):
+        return LossReason.now(LossCause.REFUSED, f"the server refused the check: {exc}", exc.code)
+    return LossReason.now(LossCause.CONNECTION_LOST, f"the connection failed: {exc}")
+
+
 class _Probe:
     """A keepalive check sent on a lock's session, waiting for its answer.
 
@@ -114,21 +122,30 @@ class _Probe:
         try:
             row = self.session.receive()
         except (SessionLost, StatementFailed) as exc:
-            return self.settle(None, f"the connection failed: {exc}")
+            return self.settle(None, _check_failure(exc))
         return self.settle(row, None)
 
     def expire(self, waited: float) -> None:
         """Give up waiting: a session that does not answer cannot prove it holds the lock."""
         self.session.broken = True
-        self.settle(None, f"the server did not answer the check within {waited:.1f} s")
+        self.settle(
+            None,
+            LossReason.now(
+                LossCause.NO_ANSWER, f"the server did not answer the check within {waited:.1f} s"
+            ),
+        )
 
-    def settle(self, row: tuple[Any, ...] | None, failure: str | None) -> float | None:
+    def settle(self, row: tuple[Any, ...] | None, failure: LossReason | None) -> float | None:
         """Release the session's mutex and act on the check's outcome."""
         self.session.mutex.release()
         if failure is None and row and row[0] == 1:
             return self.interval
         self.lock._declare_lost(
-            self.session, failure or "the server reports it free or held by another session"
+            self.session,
+            failure
+            or LossReason.now(
+                LossCause.NOT_HELD, "the server reports it free or held by another session"
+            ),
         )
         return None
 
@@ -144,7 +161,8 @@ class Lock:
     :param timeout: the default for :meth:`acquire` and the ``with`` block: ``-1`` waits
         forever, ``0`` tries once, a positive number waits that many seconds.
     :param refresh_interval_secs: the default seconds between two keepalive checks.
-    :param on_lost: called as ``on_lost(lock)``, once, when a held lock is found lost.
+    :param on_lost: called as ``on_lost(lock)``, once, when a held lock is found lost;
+        :attr:`lost_reason` says why.
     :raises InvalidArgumentTypeError: for a name that is not a :class:`str`, a non-number
         timeout or interval, or an ``on_lost`` that is not callable.
     :raises InvalidArgumentError: for an empty name or an out-of-range timeout or interval.
@@ -185,6 +203,8 @@ class Lock:
         self._state = _IDLE
         self._session: Session | None = None
         self._was_lost = False
+        # Meaningful only while _was_lost is true; acquire() resets that flag alone.
+        self._lost_reason: LossReason | None = None
         self._held_interval = self._interval
         # Set by cancel(); the session currently waiting, so cancel() knows what to KILL QUERY.
         self._cancel_requested = False
@@ -223,6 +243,17 @@ class Lock:
         return self._was_lost
 
     @property
+    def lost_reason(self) -> LossReason | None:
+        """Why and when the lock was lost, while :attr:`lost` is true; else ``None``.
+
+        Set before ``on_lost`` is called, so the callback can read it from the lock it gets.
+
+        .. versionadded:: 1.0
+        """
+        self._forget_parent()
+        return self._lost_reason if self._was_lost else None
+
+    @property
     def connection_id(self) -> int | None:
         """The server's id of the session holding the lock (``CONNECTION_ID()``), if held."""
         self._forget_parent()
@@ -242,7 +273,9 @@ class Lock:
         """
         self._forget_parent()
         if self._was_lost:
-            raise LockLostError(f"lock {self._name!r} was lost")
+            raise LockLostError(
+                f"lock {self._name!r} was lost", name=self._name, reason=self._lost_reason
+            )
         if self._state != _HELD:
             raise LockNotHeldError(f"lock {self._name!r} is not held")
 
@@ -404,16 +437,6 @@ class Lock:
             raise
         progress.log_waiting(self._name, waited, progress.holder_from_row(row))
 
-    def _holder_text(self) -> str:
-        """``"; held by connection 42 (app@10.0.0.5:40112)"`` for an error message, if known."""
-        try:
-            row = self._locker._on_idle_session(
-                lambda session: session.run(progress.HOLDER_DETAILS, (self._server_name,))
-            )
-        except LockError:
-            return ""
-        return f"; held by {progress.holder_from_row(row)}"
-
     def cancel(self) -> bool:
         """Abort an :meth:`acquire` that is waiting in another thread.
 
@@ -467,11 +490,19 @@ class Lock:
                 row = session.run(_RELEASE_LOCK, (self._server_name,))
         except SessionLost as exc:
             self._locker._discard(session)
-            self._report_lost(f"the connection failed during release: {exc}")
+            self._report_lost(
+                LossReason.now(
+                    LossCause.CONNECTION_LOST, f"the connection failed during release: {exc}"
+                )
+            )
             return
         except StatementFailed as exc:
             self._locker._discard(session)
-            self._report_lost(f"the server refused to release it: {exc}")
+            self._report_lost(
+                LossReason.now(
+                    LossCause.REFUSED, f"the server refused to release it: {exc}", exc.code
+                )
+            )
             return
         if row and row[0] == 1:
             # RELEASE_LOCK confirmed the session held the lock, once (a Lock never acquires
@@ -482,7 +513,9 @@ class Lock:
                 progress.log_released(self._name, time.monotonic() - self._acquired_at)
             return
         self._locker._discard(session)
-        self._report_lost("the session no longer held it at release")
+        self._report_lost(
+            LossReason.now(LossCause.NOT_HELD, "the session no longer held it at release")
+        )
 
     # -- loss ---------------------------------------------------------------------------------
 
@@ -514,14 +547,14 @@ class Lock:
                 return probe
             row = session.run(_STILL_HELD, (self._server_name,))
         except (SessionLost, StatementFailed) as exc:
-            return probe.settle(None, f"the connection failed: {exc}")
+            return probe.settle(None, _check_failure(exc))
         except BaseException:
             session.broken = True
-            probe.settle(None, "the check itself failed")
+            probe.settle(None, LossReason.now(LossCause.CHECK_FAILED, "the check itself failed"))
             raise
         return probe.settle(row, None)
 
-    def _declare_lost(self, session: Session, reason: str) -> None:
+    def _declare_lost(self, session: Session, reason: LossReason) -> None:
         with self._mutex:
             if self._state != _HELD or self._session is not session:
                 return  # released meanwhile: release() reports what it finds
@@ -532,23 +565,43 @@ class Lock:
         self._locker._discard(session)
         self._report_lost(reason)
 
-    def _report_lost(self, reason: str) -> None:
+    def _report_lost(self, reason: LossReason) -> None:
+        # The reason first: on_lost and anyone who sees ``lost`` may read it.
+        self._lost_reason = reason
         self._was_lost = True
-        logger.warning("lock %r was lost: %s", self._name, reason)
+        logger.warning("lock %r was lost: %s", self._name, reason.message)
         if self._on_lost is not None:
             try:
                 self._on_lost(self)
             except Exception:
                 logger.exception("on_lost callback for lock %r raised", self._name)
 
+    def _timeout_error(self, message: str) -> LockTimeoutError:
+        """The error for an acquire that timed out, naming the holder when the server tells.
+
+        :param message: what timed out; ``"; held by connection 42 (app@10.0.0.5:40112)"`` is
+            appended when the holder could be looked up.
+        """
+        holder: int | None = None
+        try:
+            row = self._locker._on_idle_session(
+                lambda session: session.run(progress.HOLDER_DETAILS, (self._server_name,))
+            )
+        except LockError:
+            pass  # only a detail of an error being raised: never replace that error
+        else:
+            found = progress.holder_from_row(row)
+            holder = found.connection_id
+            message = f"{message}; held by {found}"
+        timeout = -1 if math.isinf(self._timeout) else self._timeout
+        return LockTimeoutError(message, name=self._name, timeout=timeout, holder=holder)
+
     # -- context manager ----------------------------------------------------------------------
 
     def __enter__(self) -> Lock:
         if not self.acquire():
             shown = "ever" if math.isinf(self._timeout) else f"{self._timeout} s"
-            raise LockTimeoutError(
-                f"lock {self._name!r} was not acquired within {shown}{self._holder_text()}"
-            )
+            raise self._timeout_error(f"lock {self._name!r} was not acquired within {shown}")
         return self
 
     def __exit__(
@@ -562,5 +615,7 @@ class Lock:
         if (lost or self.lost) and exc_type is None:
             raise LockLostError(
                 f"lock {self._name!r} was lost while the with block ran; "
-                "its work may have overlapped with another holder"
+                "its work may have overlapped with another holder",
+                name=self._name,
+                reason=self.lost_reason,
             )

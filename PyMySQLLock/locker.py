@@ -22,7 +22,6 @@ from .errors import (
     InvalidArgumentTypeError,
     LockConnectionError,
     LockError,
-    LockTimeoutError,
     PermissionDeniedError,
 )
 from .keepalive import Keepalive
@@ -266,7 +265,7 @@ class Locker:
         :param refresh_interval_secs: the default seconds between keepalive checks.
         :param on_lost: called as ``on_lost(lock)`` once if the held lock is lost: from the
             keepalive thread, or from the thread calling ``release()`` when that is what
-            finds the loss.
+            finds the loss. ``lock.lost_reason`` says why.
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
         """
         if self.lock_class is Lock:  # the usual case, called once per run of a job
@@ -405,7 +404,7 @@ class Locker:
                     if on_busy == "skip":
                         logger.info("skipped %s: lock %r is busy", function.__qualname__, name)
                         return None
-                    raise LockTimeoutError(f"lock {name!r} is busy{lock._holder_text()}")
+                    raise lock._timeout_error(f"lock {name!r} is busy")
                 # Released as a with block would: a loss during the call raises LockLostError
                 # once the function has returned, unless the function itself raised.
                 try:

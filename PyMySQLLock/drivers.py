@@ -17,8 +17,10 @@ import socket
 from collections.abc import Sequence
 from typing import Any, Callable, ClassVar
 
+from .connectoptions import LIBRARY_CHARSET, check_connect_options
 from .connector_wire import UNHANDLED, ConnectorFastPath
 from .errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
+from .timeouts import validate_driver_timeout
 
 __all__ = [
     "DRIVER_NAMES",
@@ -95,7 +97,17 @@ class DriverAdapter:
         :returns: the driver's connection object.
         """
         options = self.connect_options(kwargs, read_timeout)
-        return self.connect_function()(*args, **options)
+        raw = self.connect_function()(*args, **options)
+        self._settle(raw, options)
+        return raw
+
+    def _settle(self, raw: Any, options: dict[str, Any]) -> None:
+        """Run :meth:`after_connect`; a connection it fails on is closed, never leaked."""
+        try:
+            self.after_connect(raw, options)
+        except BaseException:
+            self.close(raw)
+            raise
 
     def connect_function(self) -> ConnectFunction:
         """:returns: the callable that opens a connection."""
@@ -103,19 +115,57 @@ class DriverAdapter:
             return self._custom_connect
         return self.module.connect  # type: ignore[no-any-return]
 
-    def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
-        """Add the options every lock connection needs, unless the user set them.
+    #: The connect() keywords that take seconds; checked before they reach the driver.
+    timeout_kwargs: ClassVar[tuple[str, ...]] = ("read_timeout", "connect_timeout", "write_timeout")
+    #: Options the user's connect settings may carry that the library drops on its own
+    #: connections, so that the driver's default applies (collation: it belongs to a charset).
+    dropped_options: ClassVar[frozenset[str]] = frozenset({"collation"})
+    #: Options that may change the session's character set after the handshake; with one of
+    #: them the adapter sets it back (see :meth:`reset_charset`).
+    charset_changing_options: ClassVar[frozenset[str]] = frozenset(
+        {"init_command", "read_default_file", "read_default_group"}
+    )
 
-        Autocommit keeps a lock connection from holding a transaction open for hours, and
-        ``utf8mb4`` makes the server see exactly the characters of the lock name.
+    def check_options(self, kwargs: dict[str, Any]) -> None:
+        """Check the user's ``connect()`` options without connecting.
+
+        :raises InvalidArgumentError: see
+            :func:`~PyMySQLLock.connectoptions.check_connect_options`.
+        """
+        check_connect_options(kwargs, self.timeout_kwargs)
+
+    def owned_options(self) -> dict[str, Any]:
+        """The options the library's own connections always have, whatever the user passed.
+
+        They decide how statements are encoded and how rows come back: ``autocommit`` (a lock
+        connection never holds a transaction open), ``charset`` (one name is one lock, see
+        :data:`~PyMySQLLock.connectoptions.LIBRARY_CHARSET`), and the driver's own row-format
+        options, so that a ``DictCursor``, ``raw=True`` or ``conv={}`` in an application's
+        settings cannot turn the answer of ``GET_LOCK`` into something else.
+
+        :returns: a new dict.
+        """
+        return {"autocommit": True, "charset": LIBRARY_CHARSET}
+
+    def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
+        """Check the user's options, and add the ones every lock connection needs.
+
+        The user's options are passed on, except those the library owns
+        (:meth:`owned_options`, :attr:`dropped_options`); timeouts the user set are checked and
+        put in the driver's form.
 
         :param kwargs: the user's keyword arguments.
         :param read_timeout: the read timeout in seconds.
         :returns: a new dict.
+        :raises InvalidArgumentError: for an option the library cannot use (see
+            :func:`~PyMySQLLock.connectoptions.check_connect_options`).
         """
-        options = dict(kwargs)
-        options.setdefault("autocommit", True)
-        options.setdefault("charset", "utf8mb4")
+        self.check_options(kwargs)
+        options = {k: v for k, v in kwargs.items() if k not in self.dropped_options}
+        options.update(self.owned_options())
+        for key in self.timeout_kwargs:
+            if options.get(key) is not None:
+                options[key] = self.encode_read_timeout(float(options[key]))
         options.setdefault(self.read_timeout_kwarg, self.encode_read_timeout(read_timeout))
         # Some drivers wait forever for a handshake by default, and a hung server accepts TCP
         # connections (the kernel does) without ever answering.
@@ -125,6 +175,23 @@ class DriverAdapter:
             # socket timeout changes per statement.
             options.setdefault(self.write_timeout_kwarg, self.encode_read_timeout(read_timeout))
         return options
+
+    def after_connect(self, raw: Any, options: dict[str, Any]) -> None:
+        """Undo what the user's options may have changed in the new session.
+
+        An ``init_command`` (``SET NAMES latin1``) or an option file can switch the session's
+        character set after the handshake; the names would then reach the server as other
+        bytes, and listings would come back in another encoding.
+
+        :param raw: the new connection.
+        :param options: the options it was opened with.
+        """
+        if self.charset_changing_options & options.keys():
+            self.reset_charset(raw)
+
+    def reset_charset(self, raw: Any) -> None:
+        """Set the session's and the driver's character set to the library's."""
+        raw.set_character_set(LIBRARY_CHARSET)
 
     def encode_read_timeout(self, seconds: float) -> Any:
         """:returns: the read timeout in the form the driver accepts."""
@@ -148,9 +215,12 @@ class DriverAdapter:
         return options
 
     def read_timeout(self, kwargs: dict[str, Any]) -> float | None:
-        """:returns: the read timeout the user set in the connect arguments, if any."""
+        """:returns: the read timeout the user set in the connect arguments, if any.
+
+        :raises InvalidArgumentError: when it is not a valid number of seconds.
+        """
         value = kwargs.get(self.read_timeout_kwarg)
-        return None if value is None else float(value)
+        return None if value is None else validate_driver_timeout(value, self.read_timeout_kwarg)
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -311,8 +381,11 @@ class PyMySQLAdapter(DriverAdapter):
     def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
         """Open a connection, reusing the preferred-mode TLS context when that is safe."""
         options = self.connect_options(kwargs, read_timeout)
-        if self._custom_connect is not None or "defer_connect" in options:
-            return self.connect_function()(*args, **options)
+        options.pop("defer_connect", None)  # only False gets here: connecting is the default
+        if self._custom_connect is not None:
+            raw = self.connect_function()(*args, **options)
+            self._settle(raw, options)
+            return raw
         reuse_tls = not (self._TLS_OPTIONS & options.keys())
         extra: dict[str, Any] = {}
         if reuse_tls and self._preferred_tls_context is not None:
@@ -325,7 +398,20 @@ class PyMySQLAdapter(DriverAdapter):
         raw.connect(self._unix_socket(options))
         if reuse_tls and not extra and getattr(raw, "_ssl_required", True) is False:
             self._preferred_tls_context = getattr(raw, "ctx", None)
+        self._settle(raw, options)
         return raw
+
+    dropped_options = DriverAdapter.dropped_options | {"conv"}
+
+    def owned_options(self) -> dict[str, Any]:
+        """Also PyMySQL's plain cursor, ``str`` results and plain escaping of ``bytes``."""
+        cursors = importlib.import_module("pymysql.cursors")
+        return {
+            **super().owned_options(),
+            "cursorclass": cursors.Cursor,
+            "use_unicode": True,
+            "binary_prefix": False,
+        }
 
     supports_split_query = True
 
@@ -372,6 +458,26 @@ class MySQLdbAdapter(DriverAdapter):
 
     name = "MySQLdb"
     extra = "mysqlclient"
+    dropped_options = DriverAdapter.dropped_options | {"conv"}
+
+    def owned_options(self) -> dict[str, Any]:
+        """Also mysqlclient's plain cursor, ``str`` results and plain escaping of ``bytes``."""
+        cursors = importlib.import_module("MySQLdb.cursors")
+        return {
+            **super().owned_options(),
+            "cursorclass": cursors.Cursor,
+            "use_unicode": True,
+            "binary_prefix": False,
+        }
+
+    def reset_charset(self, raw: Any) -> None:
+        """Also send ``SET NAMES`` itself.
+
+        ``set_character_set`` skips it when the C client's idea of the character set already
+        matches, and the C client does not see what an ``init_command`` changed.
+        """
+        raw.set_character_set(LIBRARY_CHARSET)
+        raw.query(f"SET NAMES {LIBRARY_CHARSET}".encode())
 
     def encode_read_timeout(self, seconds: float) -> Any:
         """:returns: whole seconds, rounded up: the C client takes an unsigned int."""
@@ -451,6 +557,20 @@ class MySQLConnectorAdapter(DriverAdapter):
     extra = "mysql-connector"
     connect_timeout_kwarg = "connection_timeout"
     write_timeout_kwarg = None  # only in recent releases
+    timeout_kwargs = ("read_timeout", "connection_timeout", "connect_timeout", "write_timeout")
+    dropped_options = DriverAdapter.dropped_options | {
+        "converter_class",
+        "converter_str_fallback",
+    }
+    charset_changing_options = frozenset({"init_command", "option_files", "option_groups"})
+
+    def owned_options(self) -> dict[str, Any]:
+        """Also the connector's converted (not raw) rows of ``str``."""
+        return {**super().owned_options(), "raw": False, "use_unicode": True}
+
+    def reset_charset(self, raw: Any) -> None:
+        """The connector's own call sends ``SET NAMES`` and switches its codec."""
+        raw.set_charset_collation(LIBRARY_CHARSET)
 
     def __init__(self, connect: ConnectFunction | None = None) -> None:
         super().__init__(connect)

@@ -410,6 +410,11 @@ class Lock:
                 raise AcquireInterruptedError(
                     f"the server interrupted the wait for lock {self._name!r}"
                 )
+            if type(result) is not int or result != 0:
+                # Not an answer GET_LOCK gives: the lock may be held on this session, so the
+                # session goes, and the lock with it.
+                locker._discard(session)
+                raise LockError(f"unexpected answer {result!r} to GET_LOCK of {self._name!r}")
             now = time.monotonic()
             remaining = deadline - now
             if remaining <= 0:

@@ -129,6 +129,11 @@ class Locker:
         **connect_kwargs: Any,
     ) -> None:
         self._closed = True  # until fully constructed, so close() and __del__ are no-ops
+        if args and isinstance(args[0], str) and "://" in args[0]:
+            raise InvalidArgumentError(
+                "Locker() takes the driver's connect() arguments, not a URL; "
+                "use Locker.from_url(url) for a URL"
+            )
         self.namespace = validate_namespace(namespace)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int):
             raise InvalidArgumentTypeError("pool_size must be an int")
@@ -138,6 +143,7 @@ class Locker:
             raise InvalidArgumentTypeError("lazy must be a bool")
         ping_timeout = validate_driver_timeout(ping_timeout, "ping_timeout")
         self._adapter: DriverAdapter = resolve_adapter(driver, mysql_lib_connector)
+        self._adapter.check_options(connect_kwargs)
         self._args = args
         self._kwargs = connect_kwargs
         self.pool_size = pool_size

@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_REFRESH_INTERVAL",
     "FOREVER",
     "MAX_DRIVER_TIMEOUT",
+    "MAX_REFRESH_INTERVAL",
+    "MIN_REFRESH_INTERVAL",
     "chunk_seconds",
     "validate_driver_timeout",
     "validate_interval",
@@ -28,6 +30,13 @@ __all__ = [
 FOREVER = -1
 #: Seconds between two keepalive checks of a held lock, unless set (PyMySQLLock 0.2.0's value).
 DEFAULT_REFRESH_INTERVAL = 10
+#: The shortest keepalive interval: each check is a round trip on the lock's connection, and
+#: checking more often than every 10 ms only burns CPU on both ends.
+MIN_REFRESH_INTERVAL = 0.01
+#: The longest keepalive interval, one day: a held lock is checked at least daily (the server's
+#: ``wait_timeout`` is 8 hours by default, so a longer interval risks losing the lock anyway),
+#: and the keepalive's clock arithmetic stays far from float and timer limits.
+MAX_REFRESH_INTERVAL = 86400.0
 #: The longest connect/read timeout every driver accepts (PyMySQL's limit: one year).
 MAX_DRIVER_TIMEOUT = 31536000.0
 # Ints up to here convert to float exactly; larger ones take the general path.
@@ -77,18 +86,20 @@ def validate_timeout(value: Any) -> float:
 def validate_interval(value: Any) -> float:
     """Check a keepalive refresh interval.
 
-    :param value: a positive, finite number of seconds.
+    :param value: a number of seconds from :data:`MIN_REFRESH_INTERVAL` (0.01) to
+        :data:`MAX_REFRESH_INTERVAL` (86400, one day).
     :returns: the interval in seconds.
     :raises InvalidArgumentTypeError: for a non-number or a bool.
-    :raises InvalidArgumentError: for NaN, infinity, zero or a negative number.
+    :raises InvalidArgumentError: for NaN or a number outside those bounds.
     """
     kind = type(value)
-    if (kind is float and 0.0 < value < math.inf) or (kind is int and 0 < value <= _EXACT_INTS):
+    if (kind is float or kind is int) and MIN_REFRESH_INTERVAL <= value <= MAX_REFRESH_INTERVAL:
         return float(value)
     number = _number(value, "refresh_interval_secs")
-    if not 0 < number < math.inf:
+    if not MIN_REFRESH_INTERVAL <= number <= MAX_REFRESH_INTERVAL:
         raise InvalidArgumentError(
-            f"refresh_interval_secs must be a positive, finite number, not {value!r}"
+            f"refresh_interval_secs must be between {MIN_REFRESH_INTERVAL} and "
+            f"{MAX_REFRESH_INTERVAL:.0f} seconds (one day), not {value!r}"
         )
     return number
 

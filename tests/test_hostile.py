@@ -41,6 +41,7 @@ from PyMySQLLock import (
 )
 from PyMySQLLock.config import parse_url
 from PyMySQLLock.names import fits_verbatim, server_name, strip_namespace
+from PyMySQLLock.timeouts import MAX_REFRESH_INTERVAL, MIN_REFRESH_INTERVAL
 
 INVALID = (InvalidArgumentError, InvalidArgumentTypeError)
 NAMESPACE = "hostile"
@@ -234,7 +235,7 @@ def _interval_problem(value: Any, none_means_default: bool) -> type[Exception] |
         seconds = float(value)
     except OverflowError:
         return InvalidArgumentError
-    if 0 < seconds < math.inf:
+    if MIN_REFRESH_INTERVAL <= seconds <= MAX_REFRESH_INTERVAL:
         return None
     return InvalidArgumentError
 
@@ -318,7 +319,7 @@ def test_any_timeout_and_interval_is_used_or_rejected_before_anything_is_sent(
 
 
 BAD_TIMEOUTS = [math.nan, -2, -0.5, -math.inf, "1", b"1", True, [], 1j, decimal.Decimal("1")]
-BAD_INTERVALS = [math.nan, 0, -1, math.inf, "1", True, None]
+BAD_INTERVALS = [math.nan, 0, -1, 1e-9, 0.009, 86401, 1e10, math.inf, "1", True, None]
 
 
 def test_bad_arguments_reach_no_server(locker, lock_name, server_traffic):
@@ -376,6 +377,15 @@ BAD_LOCKER_ARGUMENTS = [
     pytest.param({"ping_timeout": "10"}, InvalidArgumentTypeError, "ping_timeout", id="ping-str"),
     pytest.param({"ping_timeout": True}, InvalidArgumentTypeError, "ping_timeout", id="ping-bool"),
     pytest.param({"ping_timeout": None}, InvalidArgumentTypeError, "ping_timeout", id="ping-none"),
+    pytest.param({"read_timeout": -1}, InvalidArgumentError, "read_timeout", id="read-negative"),
+    pytest.param({"read_timeout": "x"}, InvalidArgumentTypeError, "read_timeout", id="read-str"),
+    pytest.param({"connect_timeout": 0}, InvalidArgumentError, "connect_timeout", id="connect-0"),
+    pytest.param({"write_timeout": 1e10}, InvalidArgumentError, "write_timeout", id="write-huge"),
+    pytest.param({"port": "3306"}, InvalidArgumentTypeError, "port", id="port-str"),
+    pytest.param({"port": 70000}, InvalidArgumentError, "port", id="port-range"),
+    pytest.param({"charset": "bogus"}, InvalidArgumentError, "'bogus'", id="charset-unknown"),
+    pytest.param({"charset": 8}, InvalidArgumentTypeError, "charset", id="charset-int"),
+    pytest.param({"defer_connect": True}, InvalidArgumentError, "defer_connect", id="defer"),
     pytest.param({"driver": "nosuch"}, InvalidArgumentError, "unknown driver", id="driver-name"),
     pytest.param({"driver": 42}, InvalidArgumentTypeError, "driver", id="driver-int"),
     pytest.param({"driver": object()}, InvalidArgumentTypeError, "driver", id="driver-object"),

@@ -1,0 +1,90 @@
+"""Checks of the driver ``connect()`` options a user passes to :class:`~PyMySQLLock.Locker`.
+
+The driver adapters decide which options the library owns on its own connections (see
+:meth:`PyMySQLLock.drivers.DriverAdapter.connect_options`); this module holds the checks that
+are the same for every driver, without I/O: a value that would reach a driver or a clock is
+checked here first, so that a wrong one is an :class:`~PyMySQLLock.InvalidArgumentError`
+naming it, never a driver's bare ``ValueError`` or a negative timeout on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import InvalidArgumentError, InvalidArgumentTypeError
+from .timeouts import validate_driver_timeout
+
+__all__ = [
+    "LIBRARY_CHARSET",
+    "SERVER_CHARSETS",
+    "check_connect_options",
+]
+
+#: The character set of every connection the library opens. MariaDB keys a user lock by the
+#: bytes of its name in the session's character set, so one fixed set makes one name one lock;
+#: the ``mysql`` client's default (``utf8mb4`` on current servers) sends the same bytes.
+LIBRARY_CHARSET = "utf8mb4"
+
+#: The character sets MySQL 8 and MariaDB 10/11 know (``SHOW CHARACTER SET``), plus the
+#: ``utf8`` alias. A name outside this list is a typo: refused with a clear message instead of
+#: the driver's (or, with some drivers, no message at all).
+SERVER_CHARSETS = frozenset(
+    {
+        "armscii8", "ascii", "big5", "binary", "cp1250", "cp1251", "cp1256", "cp1257",
+        "cp850", "cp852", "cp866", "cp932", "dec8", "eucjpms", "euckr", "gb18030", "gb2312",
+        "gbk", "geostd8", "greek", "hebrew", "hp8", "keybcs2", "koi8r", "koi8u", "latin1",
+        "latin2", "latin5", "latin7", "macce", "macroman", "sjis", "swe7", "tis620", "ucs2",
+        "ujis", "utf16", "utf16le", "utf32", "utf8", "utf8mb3", "utf8mb4",
+    }
+)  # fmt: skip
+
+#: ``connect()`` options that would leave the library with a connection it cannot use.
+_REFUSED = {
+    "defer_connect": (
+        "defer_connect=True is not supported: a Locker opens its connections itself, when a "
+        "lock or a query needs one"
+    ),
+}
+_MAX_PORT = 65535
+
+
+def _check_charset(value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentTypeError(f"charset must be a str, not {type(value).__name__}")
+    if value.lower() not in SERVER_CHARSETS:
+        raise InvalidArgumentError(
+            f"charset {value!r} is not a MySQL or MariaDB character set (PyMySQLLock's own "
+            f"connections always use {LIBRARY_CHARSET}, so charset may be left out)"
+        )
+
+
+def _check_port(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(f"port must be an int, not {type(value).__name__}")
+    if not 0 < value <= _MAX_PORT:
+        raise InvalidArgumentError(f"port must be between 1 and {_MAX_PORT}, not {value!r}")
+
+
+def check_connect_options(kwargs: dict[str, Any], timeout_names: Iterable[str]) -> None:
+    """Check the user's ``connect()`` keyword arguments before any reach a driver.
+
+    :param kwargs: the keyword arguments.
+    :param timeout_names: the driver's keywords that take seconds (read, write, connect
+        timeouts), checked like ``ping_timeout``.
+    :raises InvalidArgumentTypeError: for a timeout, port or charset of the wrong type.
+    :raises InvalidArgumentError: for an out-of-range timeout or port, an unknown charset, or
+        an option the library cannot work with (``defer_connect=True``).
+    """
+    for name, why in _REFUSED.items():
+        if kwargs.get(name):
+            raise InvalidArgumentError(why)
+    for name in timeout_names:
+        value = kwargs.get(name)
+        if value is not None:
+            validate_driver_timeout(value, name)
+    if "port" in kwargs and kwargs["port"] is not None:
+        _check_port(kwargs["port"])
+    charset = kwargs.get("charset")
+    if charset:
+        _check_charset(charset)

@@ -69,10 +69,13 @@ __all__ = [
     "Connection",
     "UsageError",
     "build_parser",
+    "list_locks",
     "lock_record",
+    "lock_status",
     "main",
     "open_locker",
     "parse_args",
+    "release_lock",
     "resolve_connection",
 ]
 
@@ -434,11 +437,22 @@ def lock_record(info: LockInfo) -> dict[str, Any]:
 def _cmd_list(args: argparse.Namespace) -> int:
     connection = resolve_connection(args)
     with open_locker(connection) as locker:
-        locks = locker.list_locks()
-    if args.prefix:
-        locks = [info for info in locks if info.name.startswith(args.prefix)]
+        return list_locks(locker, prefix=args.prefix, as_json=args.json)
+
+
+def list_locks(locker: Locker, *, prefix: str | None = None, as_json: bool = False) -> int:
+    """Print the locks held on ``locker``'s server, as ``pymysqllock list`` does.
+
+    :param locker: the Locker to ask.
+    :param prefix: only names starting with it.
+    :param as_json: print JSON (see :func:`lock_record`) instead of a table.
+    :returns: the exit status.
+    """
+    locks = locker.list_locks()
+    if prefix:
+        locks = [info for info in locks if info.name.startswith(prefix)]
     locks.sort(key=lambda info: info.name)
-    if args.json:
+    if as_json:
         print(json.dumps([lock_record(info) for info in locks], indent=2))
         return EXIT_OK
     if not locks:
@@ -481,12 +495,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
     validate_name(args.name)
     connection = resolve_connection(args)
     with open_locker(connection) as locker:
-        holder = locker.holder(args.name)
-        if holder is None:
-            print(f"{_show(args.name)}: free")
-            return EXIT_OK
-        details = _holder_details(locker, args.name, holder)
-    print(f"{_show(args.name)}: held by connection {holder}{details}")
+        return lock_status(locker, args.name)
+
+
+def lock_status(locker: Locker, name: str) -> int:
+    """Print whether ``name`` is free or who holds it, as ``pymysqllock status`` does.
+
+    :param locker: the Locker to ask.
+    :param name: the lock name.
+    :returns: :data:`EXIT_OK` when free, :data:`EXIT_BUSY` when held.
+    """
+    holder = locker.holder(name)
+    if holder is None:
+        print(f"{_show(name)}: free")
+        return EXIT_OK
+    details = _holder_details(locker, name, holder)
+    print(f"{_show(name)}: held by connection {holder}{details}")
     return EXIT_BUSY
 
 
@@ -499,13 +523,23 @@ def _cmd_release(args: argparse.Namespace) -> int:
     validate_name(args.name)
     connection = resolve_connection(args)
     with open_locker(connection) as locker:
-        holder = locker.holder(args.name)
-        killed = locker.force_release(args.name)
+        return release_lock(locker, args.name)
+
+
+def release_lock(locker: Locker, name: str) -> int:
+    """Free ``name`` by ending its holder's session and print what happened.
+
+    :param locker: the Locker to use.
+    :param name: the lock name.
+    :returns: :data:`EXIT_OK` when a holder was ended, :data:`EXIT_BUSY` when it was free.
+    """
+    holder = locker.holder(name)
+    killed = locker.force_release(name)
     if not killed:
-        print(f"{_show(args.name)}: was free")
+        print(f"{_show(name)}: was free")
         return EXIT_BUSY
     shown = "" if holder is None else f" (ended connection {holder})"
-    print(f"{_show(args.name)}: released{shown}")
+    print(f"{_show(name)}: released{shown}")
     return EXIT_OK
 
 

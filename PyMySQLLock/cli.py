@@ -35,6 +35,7 @@ from .errors import (
     LockError,
     PermissionDeniedError,
 )
+from .fencing_sql import DEFAULT_TABLE, validate_table
 from .listing import LockInfo
 from .locker import Locker
 from .names import server_name, validate_name
@@ -331,6 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     release.add_argument("name", metavar="NAME", help="the lock name")
 
+    fencing = command(
+        "fencing",
+        _cmd_fencing,
+        "Fencing tokens: 'init' creates their table (CREATE TABLE IF NOT EXISTS), so that the "
+        "application's account needs only INSERT and UPDATE on it.",
+        server=True,
+    )
+    fencing.add_argument("action", choices=["init"], help="init: create the table")
+    fencing.add_argument(
+        "--table",
+        default=DEFAULT_TABLE,
+        metavar="NAME",
+        help=f"the table, 'table' or 'database.table' (default {DEFAULT_TABLE})",
+    )
+
     demo = command(
         "demo",
         _cmd_demo,
@@ -540,6 +556,15 @@ def release_lock(locker: Locker, name: str) -> int:
         return EXIT_BUSY
     shown = "" if holder is None else f" (ended connection {holder})"
     print(f"{_show(name)}: released{shown}")
+    return EXIT_OK
+
+
+def _cmd_fencing(args: argparse.Namespace) -> int:
+    validate_table(args.table)
+    connection = resolve_connection(args)
+    with open_locker(connection, fencing_table=args.table) as locker:
+        locker.create_fencing_table()
+    print(f"fencing table {args.table} is ready")
     return EXIT_OK
 
 

@@ -136,16 +136,18 @@ def resolve_connection(
     return connection
 
 
-def open_locker(connection: Connection) -> Locker:
+def open_locker(connection: Connection, **locker_options: Any) -> Locker:
     """Connect.
 
     :param connection: the settings.
+    :param locker_options: more :class:`Locker` arguments set by the command itself.
     :returns: a connected :class:`Locker`.
     :raises LockError: when the driver is missing or the server cannot be reached.
     """
     adapter = resolve_adapter(connection.driver)
     options: dict[str, Any] = dict(connection.locker_options)
     options.update(adapter.translate_options(connection.connect_kwargs))
+    options.update(locker_options)
     logger.info(
         "connecting to %s with %s (settings from %s)",
         connection.describe(),

@@ -63,6 +63,8 @@ class Session:
         "_cursor",
         "adapter",
         "broken",
+        "caller_thread",
+        "caller_used",
         "connection_id",
         "mutex",
         "raw",
@@ -76,6 +78,12 @@ class Session:
         #: Serialises every use of the connection (acquirer, releaser, keepalive).
         self.mutex = threading.Lock()
         self.broken = False
+        #: The caller ran statements of its own here (``Lock.cursor()``): whatever state they
+        #: left (variables, a transaction, temporary tables, other locks) must not reach the
+        #: next lock, so the connection is closed instead of pooled.
+        self.caller_used = False
+        #: The thread inside a ``Lock.cursor()`` block on this session, to refuse nesting.
+        self.caller_thread: int | None = None
 
     def __repr__(self) -> str:
         state = "broken" if self.broken else "open"
@@ -92,6 +100,13 @@ class Session:
     def run_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement and return all rows; see :meth:`run`."""
         return self._call(self.adapter.query_all, sql, params)  # type: ignore[no-any-return]
+
+    def run_write(self, sql: str, params: Sequence[Any] = ()) -> tuple[int | None, int | None]:
+        """Run one statement that changes rows; see :meth:`run`.
+
+        :returns: the affected-row count and the insert id the server reported.
+        """
+        return self._call(self.adapter.execute_write, sql, params)  # type: ignore[no-any-return]
 
     def send(self, sql: str, params: Sequence[Any] = ()) -> bool:
         """Send one statement without reading its answer, if the driver can; see :meth:`run`.

@@ -251,6 +251,40 @@ class DriverAdapter:
         cursor.execute(sql, tuple(params))
         return [tuple(row) for row in cursor.fetchall()]
 
+    def execute_write(
+        self, cursor: Any, sql: str, params: Sequence[Any]
+    ) -> tuple[int | None, int | None]:
+        """Run one statement that changes rows.
+
+        :param cursor: a cursor from :meth:`cursor`.
+        :param sql: the statement, with ``%s`` placeholders.
+        :param params: the values for the placeholders.
+        :returns: the affected-row count and the insert id of the server's OK packet (set by
+            ``LAST_INSERT_ID(expr)`` too), each ``None`` when the driver has none.
+        """
+        cursor.execute(sql, tuple(params))
+        affected = cursor.rowcount
+        insert_id = cursor.lastrowid
+        return (
+            affected if isinstance(affected, int) and affected >= 0 else None,
+            insert_id if isinstance(insert_id, int) else None,
+        )
+
+    def caller_cursor(self, raw: Any) -> Any:
+        """:returns: a new cursor for the caller's own statements, its results read in full."""
+        return raw.cursor()
+
+    def finish_caller_cursor(self, raw: Any, cursor: Any) -> bool:
+        """Close a caller's cursor, reading any result it left, so the next statement can run.
+
+        :param raw: the connection.
+        :param cursor: a cursor from :meth:`caller_cursor`.
+        :returns: ``False`` when results are still pending that the driver cannot skip: the
+            connection cannot serve another statement.
+        """
+        cursor.close()  # PyMySQL and mysqlclient read the remaining result sets here
+        return True
+
     #: Whether :meth:`send_query` and :meth:`read_first_row` are available, so that the
     #: keepalive can send the checks of many locks before it waits for any answer.
     supports_split_query: ClassVar[bool] = False
@@ -702,6 +736,21 @@ class MySQLConnectorAdapter(DriverAdapter):
         raw._handle_result(packet)
         rows, _ = raw.get_rows()
         return tuple(rows[0]) if rows else None
+
+    def caller_cursor(self, raw: Any) -> Any:
+        """:returns: a buffered cursor: an unbuffered one would leave rows on the wire."""
+        return raw.cursor(buffered=True)
+
+    def finish_caller_cursor(self, raw: Any, cursor: Any) -> bool:
+        """Read the result sets the caller left (a ``CALL``), then close the cursor."""
+        nextset = getattr(cursor, "nextset", None)  # 9.2 and later
+        if nextset is not None:
+            while nextset():
+                pass
+        if getattr(raw, "unread_result", False):
+            raw.consume_results()
+        cursor.close()
+        return not getattr(raw, "_have_next_result", False)
 
     def _fast_path(self) -> ConnectorFastPath | None:
         """:returns: the fast path, or ``None`` when this release of the connector has none."""

@@ -7,6 +7,7 @@ that session every refresh interval and reports the lock lost as soon as it no l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import progress
+from . import holding, progress
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .errors import (
     AcquireCancelledError,
@@ -278,6 +279,46 @@ class Lock:
             )
         if self._state != _HELD:
             raise LockNotHeldError(f"lock {self._name!r} is not held")
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the latest acquire; always ``None`` without ``fencing=True``.
+
+        See :class:`~PyMySQLLock.fencing.FencedLock`.
+        """
+        return None
+
+    # -- the caller's statements on the holding session ---------------------------------------
+
+    def cursor(self) -> contextlib.AbstractContextManager[Any]:
+        """A driver cursor on the session that holds the lock, for a ``with`` block.
+
+        Each statement runs in autocommit mode, so one that succeeds ran while the lock was
+        held: make a write conditional on :attr:`token` here. The keepalive waits while the
+        block runs. The session is closed at release instead of pooled (see
+        :mod:`PyMySQLLock.holding`).
+
+        :raises LockNotHeldError: if the lock is not held.
+        :raises LockLostError: if it was lost, or the session failed in the block.
+        """
+        return holding.caller_cursor(self, transaction=False)
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """Like :meth:`cursor`, in a transaction committed only while the lock is still held.
+
+        ``START TRANSACTION`` first; ``COMMIT`` when the block ends, ``ROLLBACK`` when it
+        raises. If the session ends before the ``COMMIT`` (the lock lost), the server rolls the
+        transaction back and :class:`~PyMySQLLock.LockLostError` is raised.
+        """
+        return holding.caller_cursor(self, transaction=True)
+
+    def _holding_session(self) -> Session:
+        """:returns: the session holding the lock; raises as :meth:`ensure_held` does."""
+        self.ensure_held()
+        session = self._session
+        if session is None:  # released by another thread meanwhile
+            raise LockNotHeldError(f"lock {self._name!r} is not held")
+        return session
 
     def __repr__(self) -> str:
         state = self._state if self._pid == _pid else _IDLE

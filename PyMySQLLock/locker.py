@@ -24,6 +24,8 @@ from .errors import (
     LockError,
     PermissionDeniedError,
 )
+from .fencing import FencedLock, FenceTable, prepare_table
+from .fencing_sql import DEFAULT_TABLE
 from .keepalive import Keepalive
 from .listing import LockInfo
 from .lock import Lock, OnLost
@@ -108,6 +110,8 @@ class Locker:
         as possible without a server; a server that is down or hangs is reported by the first
         call that needs it, with :class:`~PyMySQLLock.LockConnectionError` (after at most
         ``ping_timeout`` seconds, or the driver's ``connect_timeout`` if set).
+    :param fencing_table: the table of fencing tokens (``"table"`` or ``"database.table"``),
+        used by locks made with ``fencing=True``; created on first use.
     :raises DriverNotInstalledError: if the driver cannot be imported.
     :raises LockConnectionError: if the server cannot be reached with these arguments (only
         without ``lazy``).
@@ -126,6 +130,7 @@ class Locker:
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
         lazy: bool = False,
+        fencing_table: str = DEFAULT_TABLE,
         **connect_kwargs: Any,
     ) -> None:
         self._closed = True  # until fully constructed, so close() and __del__ are no-ops
@@ -142,6 +147,7 @@ class Locker:
         if not isinstance(lazy, bool):
             raise InvalidArgumentTypeError("lazy must be a bool")
         ping_timeout = validate_driver_timeout(ping_timeout, "ping_timeout")
+        self._fence = FenceTable(fencing_table)
         self._adapter: DriverAdapter = resolve_adapter(driver, mysql_lib_connector)
         self._adapter.check_options(connect_kwargs)
         self._args = args
@@ -263,6 +269,7 @@ class Locker:
         timeout: float = FOREVER,
         refresh_interval_secs: float = _DEFAULT_INTERVAL,
         on_lost: OnLost | None = None,
+        fencing: bool = False,
     ) -> Lock:
         """Make a lock object for ``name``; nothing is sent to the server until it is acquired.
 
@@ -272,8 +279,26 @@ class Locker:
         :param on_lost: called as ``on_lost(lock)`` once if the held lock is lost: from the
             keepalive thread, or from the thread calling ``release()`` when that is what
             finds the loss. ``lock.lost_reason`` says why.
+        :param fencing: take a fencing token at each acquire, on the holding session (a
+            :class:`~PyMySQLLock.fencing.FencedLock`; see :attr:`Lock.token`).
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
+        :raises InvalidArgumentError: for ``fencing=True`` with a custom :attr:`lock_class`.
         """
+        if fencing is not False:
+            if fencing is not True:
+                raise InvalidArgumentTypeError("fencing must be True or False")
+            if self.lock_class is not Lock:
+                raise InvalidArgumentError(
+                    "fencing=True makes a FencedLock; subclass PyMySQLLock.fencing.FencedLock "
+                    "instead of setting lock_class"
+                )
+            return FencedLock(
+                self,
+                name,
+                timeout=timeout,
+                refresh_interval_secs=refresh_interval_secs,
+                on_lost=on_lost,
+            )
         if self.lock_class is Lock:  # the usual case, called once per run of a job
             return Lock(
                 self,
@@ -292,6 +317,26 @@ class Locker:
         if on_lost is not None:
             options["on_lost"] = on_lost
         return self.lock_class(self, name, **options)
+
+    @property
+    def fencing_table(self) -> str:
+        """The table of fencing tokens, as given (see :meth:`create_fencing_table`)."""
+        return self._fence.name
+
+    def create_fencing_table(self) -> None:
+        """Create the table of fencing tokens now, if it does not exist.
+
+        Locks made with ``fencing=True`` create it on first use; this lets an administrator
+        create it ahead (``pymysqllock fencing init``), so that the application's account needs
+        only ``INSERT`` and ``UPDATE`` on it.
+
+        :raises PermissionDeniedError: if this account may not create it.
+        :raises UnsupportedServerError: on a server where tokens could be wrong (Galera,
+            read-only, multi-primary Group Replication).
+        :raises InvalidArgumentError: if a table of that name exists with another engine, or
+            there is no database to put it in.
+        """
+        self._on_idle_session(lambda session: prepare_table(self._fence, self.server, session))
 
     def get_all_locks(self) -> list[str]:
         """List the names of the user locks currently held on the server, each once.
@@ -569,7 +614,12 @@ class Locker:
         """Give back a healthy connection whose session holds no lock."""
         with self._mutex:
             self._in_use.discard(session)
-            if not self._closed and not session.broken and len(self._idle) < self.pool_size:
+            if (
+                not self._closed
+                and not session.broken
+                and not session.caller_used
+                and len(self._idle) < self.pool_size
+            ):
                 self._idle.append(session)
                 return
         session.close()

@@ -450,7 +450,11 @@ def test_tls_disabled_in_the_url_means_plain_text(tls, driver, lock_name):
 # --------------------------------------------------------------------------- SQL is constant
 
 #: Methods whose first argument is a statement sent to the server.
-STATEMENT_METHODS = frozenset({"run", "run_all", "_admin"})
+STATEMENT_METHODS = frozenset({"run", "run_all", "run_write", "_admin"})
+#: ``statements.create`` and ``statements.increment``: a ``FenceStatements``, whose texts only
+#: ``fencing_sql.statements_for`` builds, from that module's constants and a table name that
+#: ``validate_table`` admits only as plain identifiers (both checked in tests/test_fencing.py).
+FENCE_STATEMENTS = frozenset({"statements.create", "statements.increment"})
 #: Receivers of ``.run``/``.run_all`` that are not sessions (subprocess, the CLI's runners).
 NOT_SESSIONS = frozenset({"subprocess"})
 
@@ -576,6 +580,8 @@ def _is_constant_statement(node: ast.AST, constants: _Constants, function: ast.A
     # module level from constants (``_Constants.objects``).
     if isinstance(node, ast.Attribute) and ast.unparse(node) == "self.sql":
         return bool(constants.objects)
+    if isinstance(node, ast.Attribute) and ast.unparse(node) in FENCE_STATEMENTS:
+        return True
     # ``for number, sql in enumerate(self.details_sql, 1)``: the constant tuple of a Strategy.
     if isinstance(node, ast.Name) and function is not None and constants.objects:
         for loop in ast.walk(function):

@@ -146,7 +146,7 @@ def statements_for(table: object, server: ServerInfo | None) -> FenceStatements:
 
     :param table: ``"table"`` or ``"database.table"``, checked by :func:`validate_table`.
     :param server: the server, whose flavour decides how a lock name becomes a row key;
-        ``None`` when not known yet (only :attr:`FenceStatements.create` is then meaningful).
+        ``None`` when not known yet (only its ``create`` is then meaningful).
     :returns: the statements.
     """
     database, name = validate_table(table)

@@ -43,6 +43,7 @@ nitpick_ignore_regex = [
     ("py:class", r"collections\.abc\.\w+"),
     ("py:class", r"types\.TracebackType"),
     ("py:class", r"os\.PathLike"),
+    ("py:class", r"contextlib\.AbstractContextManager"),
 ]
 
 # Links into the Python documentation need its objects.inv, which means network access at

@@ -519,3 +519,18 @@ def test_answers_without_a_token_are_never_guessed() -> None:
     assert not check_engine(None, statements)
     with pytest.raises(InvalidArgumentError):
         check_engine("MyISAM", statements)
+
+
+def test_cli_fencing_init_creates_the_table(
+    server: Any, table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PyMySQLLock.cli import main
+
+    assert main(["fencing", "init", "--url", server.url, "--table", table, "--no-defaults"]) == 0
+    assert f"fencing table {table} is ready" in capsys.readouterr().out
+    found = server.sql(
+        "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (server.database, table),
+    )
+    assert found == [("InnoDB",)]
+    assert main(["fencing", "init", "--url", server.url, "--table", "bad;name"]) == 2

@@ -177,6 +177,11 @@ def test_single_node_galera_warns_once_and_locks_locally(caplog: pytest.LogCaptu
             assert lock.acquire(timeout=0)
             assert locker.is_locked(lock.name)
             lock.release()
+            # Tokens would come from a replicated row while the lock is node-local: refused.
+            fenced = locker.lock(f"galera-fenced-{os.getpid()}", fencing=True)
+            with pytest.raises(UnsupportedServerError, match="Galera"):
+                fenced.acquire(timeout=0)
+            assert not fenced.locked()
         warnings = [r for r in caplog.records if "Galera" in r.getMessage()]
         assert len(warnings) == 1
         assert "not replicated" in warnings[0].getMessage()

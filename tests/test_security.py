@@ -455,6 +455,12 @@ STATEMENT_METHODS = frozenset({"run", "run_all", "run_write", "_admin"})
 #: ``fencing_sql.statements_for`` builds, from that module's constants and a table name that
 #: ``validate_table`` admits only as plain identifiers (both checked in tests/test_fencing.py).
 FENCE_STATEMENTS = frozenset({"statements.create", "statements.increment"})
+#: The classes whose objects hold listing queries (``Strategy`` is listing.py's old name).
+LISTING_CLASSES = frozenset({"Strategy", "Listing"})
+#: Attributes of a listing object that hold a statement; ``details_sql`` holds a tuple of them.
+LISTING_TEXTS = frozenset({"sql", "names_sql", "present_sql"})
+#: The names listing objects go by where statements are sent (listing.py).
+LISTING_RECEIVERS = frozenset({"self", "strategy", "candidate"})
 #: Receivers of ``.run``/``.run_all`` that are not sessions (subprocess, the CLI's runners).
 NOT_SESSIONS = frozenset({"subprocess"})
 
@@ -496,9 +502,9 @@ class _Constants:
                 elif (
                     isinstance(node.value, ast.Call)
                     and isinstance(node.value.func, ast.Name)
-                    and node.value.func.id == "Strategy"
+                    and node.value.func.id in LISTING_CLASSES
                     and all(self.text(arg) is not None for arg in node.value.args)
-                    and not node.value.keywords
+                    and all(self.text(kw.value) is not None for kw in node.value.keywords)
                 ):
                     self.objects.add(target.id)
 
@@ -582,15 +588,28 @@ def _is_constant_statement(node: ast.AST, constants: _Constants, function: ast.A
         return bool(constants.objects)
     if isinstance(node, ast.Attribute) and ast.unparse(node) in FENCE_STATEMENTS:
         return True
-    # ``for number, sql in enumerate(self.details_sql, 1)``: the constant tuple of a Strategy.
-    if isinstance(node, ast.Name) and function is not None and constants.objects:
+    # ``strategy.names_sql``, ``candidate.present_sql``: a listing object, and every one is
+    # built at module level of statements.py from constants (``_Constants.objects``).
+    listings = constants.objects or _package_constants()["statements"].objects
+    if (
+        isinstance(node, ast.Attribute)
+        and node.attr in LISTING_TEXTS
+        and ast.unparse(node.value) in LISTING_RECEIVERS
+    ):
+        return bool(listings)
+    # ``for number, sql in enumerate(strategy.details_sql, 1)``: a listing's constant tuple.
+    if isinstance(node, ast.Name) and function is not None and listings:
         for loop in ast.walk(function):
             if isinstance(loop, ast.For) and node.id in {
                 n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)
             }:
-                return ast.unparse(loop.iter) in (
-                    "enumerate(self.details_sql, 1)",
-                    "self.details_sql",
+                iterated = loop.iter
+                if isinstance(iterated, ast.Call) and ast.unparse(iterated.func) == "enumerate":
+                    iterated = iterated.args[0]
+                return (
+                    isinstance(iterated, ast.Attribute)
+                    and iterated.attr == "details_sql"
+                    and ast.unparse(iterated.value) in LISTING_RECEIVERS
                 )
     return False
 

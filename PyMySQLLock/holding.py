@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import LockError, LockLostError
+from .loss import LossCause, LossReason
 
 if TYPE_CHECKING:
     from .connection import Session
@@ -31,13 +32,24 @@ if TYPE_CHECKING:
 __all__ = ["caller_cursor"]
 
 
-def _lost(lock: Lock, session: Session, reason: str) -> LockLostError:
-    """Declare the lock lost because its session failed under the caller's statements."""
+def _lost(
+    lock: Lock, session: Session, message: str, cause: BaseException | None = None
+) -> LockLostError:
+    """Declare the lock lost because its session failed under the caller's statements.
+
+    :param message: what happened, for the log and the error.
+    :param cause: the driver's error, when one revealed it.
+    :returns: the error to raise.
+    """
     session.broken = True
-    lock._declare_lost(session, reason)
+    code = None if cause is None else session.adapter.error_code(cause)
+    kind = LossCause.CONNECTION_LOST if cause is not None else LossCause.CHECK_FAILED
+    lock._declare_lost(session, LossReason.now(kind, message, code))
     return LockLostError(
-        f"lock {lock.name!r} was lost: {reason}; the server rolled back the session's open "
-        "transaction, if any"
+        f"lock {lock.name!r} was lost: {message}; the server rolled back the session's open "
+        "transaction, if any",
+        name=lock.name,
+        reason=lock.lost_reason,
     )
 
 
@@ -60,7 +72,7 @@ def _end(lock: Lock, session: Session, cursor: Any, statement: str | None) -> No
         clean = session.adapter.finish_caller_cursor(session.raw, cursor)
     except BaseException as exc:
         if _connection_failed(session, exc):
-            raise _lost(lock, session, f"the connection failed: {exc}") from exc
+            raise _lost(lock, session, f"the connection failed: {exc}", exc) from exc
         raise
     if not clean:
         raise _lost(lock, session, "results were left unread that the driver cannot skip")
@@ -96,7 +108,7 @@ def caller_cursor(lock: Lock, *, transaction: bool) -> Iterator[Any]:
                     cursor.execute("START TRANSACTION")
             except BaseException as exc:
                 if _connection_failed(session, exc):
-                    raise _lost(lock, session, f"the connection failed: {exc}") from exc
+                    raise _lost(lock, session, f"the connection failed: {exc}", exc) from exc
                 raise
             try:
                 yield cursor
@@ -107,7 +119,7 @@ def caller_cursor(lock: Lock, *, transaction: bool) -> Iterator[Any]:
                     _lost(lock, session, f"the block was interrupted ({type(exc).__name__})")
                     raise
                 if _connection_failed(session, exc):
-                    raise _lost(lock, session, f"the connection failed: {exc}") from exc
+                    raise _lost(lock, session, f"the connection failed: {exc}", exc) from exc
                 _end(lock, session, cursor, "ROLLBACK" if transaction else None)
                 raise
             try:

@@ -476,7 +476,18 @@ class _Constants:
         self.names: dict[str, str | tuple[str, ...]] = {}
         self.objects: set[str] = set()
         # ``from .module import NAME``: constants of the package's other modules.
+        #: ``from . import module``: the package's modules by local name, for ``module.NAME``.
+        self.modules: dict[str, _Constants] = {}
         for node in tree.body:
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 1
+                and node.module is None
+                and imported is not None
+            ):
+                for alias in node.names:
+                    if alias.name in imported:
+                        self.modules[alias.asname or alias.name] = imported[alias.name]
             if isinstance(node, ast.ImportFrom) and node.level == 1 and imported is not None:
                 source = imported.get(node.module or "")
                 for alias in node.names:
@@ -520,6 +531,9 @@ class _Constants:
                 return left + right
             return None
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            module = self.modules.get(node.value.id)
+            if module is not None:
+                return module.names.get(node.attr)
             if node.value.id in self.objects and node.attr == "sql":
                 return "<Strategy.sql>"
             return None

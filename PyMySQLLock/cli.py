@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 from . import optionfile
-from .cliconnect import URL_ENV, Connection, UsageError, open_locker, resolve_connection
+from .cliconnect import URL_ENV, UsageError, open_locker, resolve_connection
 from .config import parse_url
 from .drivers import resolve_adapter
 from .errors import (
@@ -67,7 +67,6 @@ __all__ = [
     "EXIT_USAGE",
     "LOCK_NAME_ENV",
     "URL_ENV",
-    "Connection",
     "UsageError",
     "build_parser",
     "list_locks",

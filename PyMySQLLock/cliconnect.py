@@ -2,9 +2,9 @@
 
 ``pymysqllock`` takes its connection the way the mysql client does, from several sources
 with a fixed precedence (see :func:`resolve_connection`); this module merges them into one
-:class:`Connection` and opens the :class:`~PyMySQLLock.Locker`. It is apart from the
+:class:`ConnectionOptions` and opens the :class:`~PyMySQLLock.Locker`. It is apart from the
 argument parser because it is a policy of its own, tested on its own, and the place that
-handles the password: it is never logged, and :class:`Connection` never shows it.
+handles the password: it is never logged, and :class:`ConnectionOptions` never shows it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .config import parse_url
 from .drivers import resolve_adapter
 from .locker import Locker
 
-__all__ = ["URL_ENV", "Connection", "UsageError", "open_locker", "resolve_connection"]
+__all__ = ["URL_ENV", "ConnectionOptions", "UsageError", "open_locker", "resolve_connection"]
 
 logger = logging.getLogger("PyMySQLLock")
 
@@ -36,7 +36,7 @@ class UsageError(Exception):
 
 
 @dataclass
-class Connection:
+class ConnectionOptions:
     """Where and how to connect, resolved from the command line, environment and files.
 
     :param driver: the driver name, or ``None`` for the first installed.
@@ -51,7 +51,7 @@ class Connection:
     source: str = "defaults"
 
     def __repr__(self) -> str:
-        return f"<Connection {self.describe()} from {self.source}>"
+        return f"<ConnectionOptions {self.describe()} from {self.source}>"
 
     def describe(self) -> str:
         """:returns: ``user@host:port`` or ``user@socket``, never the password."""
@@ -67,7 +67,7 @@ def resolve_connection(
     args: argparse.Namespace,
     environ: dict[str, str] | None = None,
     prompt: Callable[[str], str] = getpass.getpass,
-) -> Connection:
+) -> ConnectionOptions:
     """Work out the connection settings, asking for the password when told to.
 
     Precedence: ``--url``, then ``--defaults-file``/``--defaults-extra-file``, then
@@ -91,7 +91,7 @@ def resolve_connection(
     if args.url or (env_url and not named_files):
         url = args.url or env_url
         settings = parse_url(url)
-        connection = Connection(
+        connection = ConnectionOptions(
             settings.driver,
             dict(settings.connect_kwargs),
             dict(settings.locker_options),
@@ -106,7 +106,7 @@ def resolve_connection(
                 # The mysql client reads the extra file just before the user's ~/.my.cnf.
                 files.insert(max(len(files) - 1, 0), args.defaults_extra_file)
         options = optionfile.read_files(files, required=named_files)
-        connection = Connection(
+        connection = ConnectionOptions(
             connect_kwargs=optionfile.connect_options(options),
             source=", ".join(str(path) for path in files) or "no option file",
         )
@@ -136,7 +136,7 @@ def resolve_connection(
     return connection
 
 
-def open_locker(connection: Connection, **locker_options: Any) -> Locker:
+def open_locker(connection: ConnectionOptions, **locker_options: Any) -> Locker:
     """Connect.
 
     :param connection: the settings.

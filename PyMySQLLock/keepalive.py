@@ -166,10 +166,6 @@ class Keepalive:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
-    def reset_after_fork(self) -> None:
-        """Forget everything in a forked child: the parent's thread does not exist there."""
-        self._init_state()
-
     def _live(self, entry: tuple[float, int, int, Watched]) -> bool:
         return self._tokens.get(id(entry[3])) == entry[2]
 

@@ -186,10 +186,15 @@ class Lock:
         else:
             self._name = validate_name(name)
             self._server_name = server_name(self._name, locker.namespace)
-        self._timeout = math.inf if timeout is FOREVER else validate_timeout(timeout)
+        # Exactly the int defaults, compared by value (an identity test would rely on CPython
+        # caching small ints); other types, Decimal(-1) among them, go through validation.
+        self._timeout = (
+            math.inf if type(timeout) is int and timeout == FOREVER else validate_timeout(timeout)
+        )
         self._interval = (
             _DEFAULT_INTERVAL
-            if refresh_interval_secs is DEFAULT_REFRESH_INTERVAL
+            if type(refresh_interval_secs) is int
+            and refresh_interval_secs == DEFAULT_REFRESH_INTERVAL
             else validate_interval(refresh_interval_secs)
         )
         if on_lost is not None and not callable(on_lost):

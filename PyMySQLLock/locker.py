@@ -310,9 +310,9 @@ class Locker:
         # Only the options the caller set are passed on, so that a lock_class written for
         # PyMySQLLock 0.2.0, whose constructor took just (locker, name), keeps working.
         options: dict[str, Any] = {}
-        if timeout is not FOREVER:
+        if type(timeout) is not int or timeout != FOREVER:
             options["timeout"] = timeout
-        if refresh_interval_secs is not _DEFAULT_INTERVAL:
+        if type(refresh_interval_secs) is not int or refresh_interval_secs != _DEFAULT_INTERVAL:
             options["refresh_interval_secs"] = refresh_interval_secs
         if on_lost is not None:
             options["on_lost"] = on_lost

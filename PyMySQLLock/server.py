@@ -48,7 +48,7 @@ class ServerInfo:
 
     :param flavor: :data:`MARIADB`, :data:`MYSQL` or :data:`TIDB`.
     :param version: ``(major, minor, patch)``.
-    :param version_string: the version exactly as announced, for messages.
+    :param version_string: the version exactly as the server announced it in the handshake.
     """
 
     flavor: str

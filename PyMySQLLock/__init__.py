@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .election import Election, Term
 from .errors import (
     AcquireCancelledError,
     AcquireInterruptedError,
@@ -29,6 +30,7 @@ from .listing import LockInfo
 from .lock import Lock
 from .locker import Locker
 from .loss import LossCause, LossReason
+from .semaphore import Semaphore
 from .version import __version__
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "AcquireInterruptedError",
     "DeadlockError",
     "DriverNotInstalledError",
+    "Election",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
     "Lock",
@@ -51,6 +54,8 @@ __all__ = [
     "LossCause",
     "LossReason",
     "PermissionDeniedError",
+    "Semaphore",
+    "Term",
     "UnsupportedServerError",
     "__version__",
 ]

@@ -329,6 +329,22 @@ class Lock:
         state = self._state if self._pid == _pid else _IDLE
         return f"<{type(self).__name__} {self._name!r} {state}>"
 
+    def _run_held(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Run one statement on the session that holds the lock (for :mod:`.election`).
+
+        :returns: the first row, or ``None`` when the lock is not held or the statement
+            failed; a connection failure is left to the keepalive and release to report.
+        """
+        session = self._session
+        if session is None or self._state != _HELD:
+            return None
+        try:
+            with session.mutex:
+                return session.run(sql, params)
+        except (SessionLost, StatementFailed) as exc:
+            logger.debug("statement on the session of lock %r failed: %s", self._name, exc)
+            return None
+
     # -- acquire ------------------------------------------------------------------------------
 
     def acquire(

@@ -17,6 +17,7 @@ from . import listing
 from .config import parse_url
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .drivers import DriverAdapter, resolve_adapter
+from .election import Election, Term
 from .errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
@@ -30,6 +31,7 @@ from .keepalive import Keepalive
 from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, strip_namespace, validate_name, validate_namespace
+from .semaphore import Semaphore
 from .server import PROBE_SQL, ServerInfo
 from .timeouts import (
     DEFAULT_REFRESH_INTERVAL,
@@ -337,6 +339,61 @@ class Locker:
             there is no database to put it in.
         """
         self._on_idle_session(lambda session: prepare_table(self._fence, self.server, session))
+
+    def semaphore(
+        self,
+        name: str,
+        limit: int,
+        *,
+        timeout: float = FOREVER,
+        refresh_interval_secs: float = _DEFAULT_INTERVAL,
+        on_lost: Callable[[Semaphore], Any] | None = None,
+    ) -> Semaphore:
+        """Make a counting semaphore: up to ``limit`` holders of ``name`` at once.
+
+        Nothing is sent to the server until it is acquired. See :mod:`PyMySQLLock.semaphore`
+        for how it waits and how fair it is.
+
+        :param name: the semaphore's name; its slots are the locks ``name#1`` ...
+            ``name#<limit>``, and waiters queue on ``name#queue``.
+        :param limit: holders at once (every participant must use the same value).
+        :param timeout: the default timeout of :meth:`Semaphore.acquire` and of ``with``.
+        :param refresh_interval_secs: the default seconds between keepalive checks.
+        :param on_lost: called as ``on_lost(semaphore)`` once if the held slot is lost.
+        :returns: a new :class:`~PyMySQLLock.Semaphore`.
+        """
+        return Semaphore(
+            self,
+            name,
+            limit,
+            timeout=timeout,
+            refresh_interval_secs=refresh_interval_secs,
+            on_lost=on_lost,
+        )
+
+    def election(
+        self,
+        name: str,
+        *,
+        identity: str | None = None,
+        on_elected: Callable[[Term], Any] | None = None,
+        on_demoted: Callable[[Term], Any] | None = None,
+        refresh_interval_secs: float = _DEFAULT_INTERVAL,
+    ) -> Election:
+        """Make a leader election among every process that uses ``name``; see :class:`Election`.
+
+        Nothing happens until :meth:`Election.start` (or ``with``).
+
+        :returns: a new :class:`~PyMySQLLock.Election`.
+        """
+        return Election(
+            self,
+            name,
+            identity=identity,
+            on_elected=on_elected,
+            on_demoted=on_demoted,
+            refresh_interval_secs=refresh_interval_secs,
+        )
 
     def get_all_locks(self) -> list[str]:
         """List the names of the user locks currently held on the server, each once.

@@ -19,19 +19,16 @@ or into real processes (``lockworker.py``). Every test checks the same things:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
 import queue
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from tcpproxy import TcpProxy
+from workerprocess import WorkerProcess
 
 from PyMySQLLock import (
     AcquireInterruptedError,
@@ -669,61 +666,6 @@ HANDOVER_BOUND = 2.0
 ORPHAN_BOUND = 3.0
 
 
-class WorkerProcess:
-    """A ``lockworker.py`` process; its stdout lines arrive in :meth:`expect`."""
-
-    def __init__(self, spec: dict, stderr_path: Path) -> None:
-        self._stderr_path = stderr_path
-        self._stderr = stderr_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), json.dumps(spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name="lockworker-reader", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def expect(self, prefix: str, timeout: float = 30.0) -> str:
-        """Wait for the next line, which must start with ``prefix``; :returns: the line."""
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            pytest.fail(f"worker printed nothing within {timeout} s (expected {prefix!r})")
-        if line is None or not line.startswith(prefix):
-            self.proc.wait(10)
-            pytest.fail(
-                f"worker printed {line!r}, expected {prefix!r}; stderr:\n"
-                + self._stderr_path.read_text(errors="replace")
-            )
-        return line
-
-    def tell(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        """``SIGKILL`` the process and reap it."""
-        self.proc.kill()
-        self.proc.wait()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.kill()
-        self._reader.join()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(BrokenPipeError):
-                stream.close()
-        self._stderr.close()
-
-
 @pytest.fixture
 def lock_process(server, driver, tmp_path):
     """``lock_process(name)``: a started ``lockworker.py`` that acquires ``name`` and waits."""
@@ -736,7 +678,7 @@ def lock_process(server, driver, tmp_path):
             "name": name,
             "timeout": timeout,
         }
-        worker = WorkerProcess(spec, tmp_path / f"worker-{len(made)}.stderr")
+        worker = WorkerProcess(WORKER_SCRIPT, spec, tmp_path / f"worker-{len(made)}.stderr")
         made.append(worker)
         return worker
 

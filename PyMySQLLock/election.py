@@ -1,0 +1,383 @@
+"""Leader election: one leader among every process that campaigns for the same name.
+
+The leader is whoever holds the lock ``name``. Each :class:`Election` campaigns on a thread of
+its own: it waits for the lock on the server (a blocking ``GET_LOCK``, so a vacancy is filled as
+soon as the server sees it: at once when the leader releases, or when its connection closes or
+is killed), serves a *term* while it holds it, and campaigns again when the term ends. A term
+ends when the lock is lost (found by the keepalive within the refresh interval), on
+:meth:`Election.resign`, on :meth:`Election.stop`, or when ``on_elected`` raises.
+
+Who leads: the leader's own session also holds a second lock, the *marker*
+``name#leader=<identity>``. It lives and dies with the leader's session, so it never outlives
+the leadership on the server, and it needs no table: any lock listing shows it (``pymysqllock
+list``, :meth:`~PyMySQLLock.Locker.list_locks`), and :meth:`Election.leader` picks the marker
+held by the same connection as ``name`` itself. Reading it needs a server that can list locks
+(see :doc:`/concepts`); :meth:`~PyMySQLLock.Locker.holder` (the leader's connection id) works
+everywhere. Holding two locks on one session needs MySQL 5.7.5+ or MariaDB 10.0.2+.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import (
+    AcquireCancelledError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    LockError,
+    LockLostError,
+    LockNotHeldError,
+)
+from .lock import Lock
+from .names import fits_verbatim, server_name, validate_name
+from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval
+
+if TYPE_CHECKING:
+    from .locker import Locker
+
+__all__ = ["LEADER_MARK", "Election", "Term"]
+
+logger = logging.getLogger("PyMySQLLock")
+
+#: Between the election's name and the leader's identity in the marker lock's name.
+LEADER_MARK = "#leader="
+#: How the term ended: the lock was lost, the leader resigned, the election was stopped, or
+#: ``on_elected`` raised.
+LOST, RESIGNED, STOPPED, FAILED = "lost", "resigned", "stopped", "on_elected raised"
+#: Seconds between two campaign attempts while the server cannot be reached (doubling from
+#: the first to the last); a wait on the server ends by itself when the lock is granted.
+_RETRY_FIRST, _RETRY_LAST = 0.05, 1.0
+
+Callback = Callable[["Term"], Any]
+
+
+class Term:
+    """One period of leadership of one :class:`Election`.
+
+    :param election: the election that won it.
+    """
+
+    def __init__(self, election: Election) -> None:
+        self.election = election
+        #: Set when the term ended; leader work should watch it (``term.ended.wait(...)``).
+        self.ended = threading.Event()
+        #: Why it ended: ``"lost"``, ``"resigned"``, ``"stopped"`` or ``"on_elected raised"``.
+        self.reason: str | None = None
+        self._mutex = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        """The identity of the leader (this process's election)."""
+        return self.election.identity
+
+    def ensure_held(self) -> None:
+        """Raise unless this term still leads; call it before each step of leader work.
+
+        :raises LockLostError: if the term ended because the lock was lost.
+        :raises LockNotHeldError: if it ended otherwise.
+        """
+        if self.ended.is_set():
+            if self.reason == LOST:
+                raise LockLostError(f"leadership of {self.election.name!r} was lost")
+            raise LockNotHeldError(f"leadership of {self.election.name!r} ended ({self.reason})")
+
+    def _end(self, reason: str) -> bool:
+        """Mark the term ended; :returns: whether this call ended it (only the first does)."""
+        with self._mutex:
+            if self.reason is not None:
+                return False
+            self.reason = reason
+        self.ended.set()
+        return True
+
+    def __repr__(self) -> str:
+        state = "leading" if self.reason is None else f"ended: {self.reason}"
+        return f"<Term of {self.election.name!r} {self.identity!r} {state}>"
+
+
+class Election:
+    """Campaign for leadership of ``name`` in the background; be told when it starts and ends.
+
+    Create it with :meth:`PyMySQLLock.Locker.election`; start campaigning with :meth:`start`
+    or a ``with`` block, whose end resigns and stops.
+
+    ``on_elected(term)`` runs on the campaign thread when a term starts; it should return
+    promptly (start long work elsewhere and let it watch ``term.ended``). If it raises, the term
+    ends at once, the lock is released, and the campaign goes on. ``on_demoted(term)`` runs once
+    per term when it ends: from the keepalive thread when the lock was lost (within the refresh
+    interval of the loss), otherwise from the campaign thread *before* the lock is released, so
+    that a leader stops working before its successor can start.
+
+    :param locker: the Locker to campaign with.
+    :param name: the election's lock name.
+    :param identity: what followers see as the leader: printable ASCII, and short enough
+        that ``name#leader=identity`` fits in 64 characters with the namespace. Default
+        ``<hostname>:<pid>``, shortened to fit.
+    :param on_elected: called as ``on_elected(term)`` when this process becomes leader.
+    :param on_demoted: called as ``on_demoted(term)`` when it stops being leader.
+    :param refresh_interval_secs: seconds between keepalive checks while leading: a demoted
+        leader is told within about this time.
+    :raises InvalidArgumentError: for an identity that does not fit or is not printable ASCII.
+    :raises InvalidArgumentTypeError: for callbacks that are not callable.
+    """
+
+    def __init__(
+        self,
+        locker: Locker,
+        name: str,
+        *,
+        identity: str | None = None,
+        on_elected: Callback | None = None,
+        on_demoted: Callback | None = None,
+        refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
+    ) -> None:
+        for label, callback in (("on_elected", on_elected), ("on_demoted", on_demoted)):
+            if callback is not None and not callable(callback):
+                raise InvalidArgumentTypeError(f"{label} must be a callable or None")
+        self._name = validate_name(name)
+        self._locker = locker
+        self._identity = self._check_identity(identity)
+        self._interval = validate_interval(refresh_interval_secs)
+        self._on_elected = on_elected
+        self._on_demoted = on_demoted
+        self._lock = locker.lock(
+            self._name, refresh_interval_secs=self._interval, on_lost=self._lock_lost
+        )
+        self._marker = server_name(self._marker_name(self._identity), locker.namespace)
+        self._cond = threading.Condition()
+        self._term: Term | None = None
+        self._stopping = False
+        self._resigning = False
+        self._thread: threading.Thread | None = None
+
+    def _marker_name(self, identity: str) -> str:
+        return f"{self._name}{LEADER_MARK}{identity}"
+
+    def _check_identity(self, identity: str | None) -> str:
+        namespace = self._locker.namespace
+        room = 64 - len(server_name(self._marker_name(""), namespace))
+        if identity is None:
+            identity = f"{socket.gethostname()}:{os.getpid()}"
+            if len(identity) > room:  # keep the pid, which tells processes of a host apart
+                pid = f":{os.getpid()}"
+                identity = identity[: max(0, room - len(pid))] + pid
+        if not isinstance(identity, str):
+            raise InvalidArgumentTypeError("identity must be a str")
+        if not identity or not identity.isascii() or not identity.isprintable():
+            raise InvalidArgumentError(f"identity must be printable ASCII, not {identity!r}")
+        full = self._marker_name(identity)
+        if not fits_verbatim(server_name(full, namespace)) or len(identity) > room:
+            raise InvalidArgumentError(
+                f"identity {identity!r} is too long: {full!r} (with the namespace) must fit in "
+                "64 characters so that listings show it"
+            )
+        return identity
+
+    # -- read-only views ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The election's lock name."""
+        return self._name
+
+    @property
+    def identity(self) -> str:
+        """This process's identity, shown to others while it leads."""
+        return self._identity
+
+    @property
+    def lock(self) -> Lock:
+        """The election's :class:`~PyMySQLLock.Lock` (held while leading)."""
+        return self._lock
+
+    @property
+    def term(self) -> Term | None:
+        """The current term while this process leads, else ``None``."""
+        term = self._term
+        return term if term is not None and not term.ended.is_set() else None
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process leads now (as far as it knows)."""
+        return self.term is not None
+
+    def leader(self) -> str | None:
+        """Ask the server who leads now.
+
+        :returns: the leader's identity, or ``None`` when nobody leads.
+        :raises LockListingUnavailableError: if the server exposes no lock listing.
+        """
+        holder = self._locker.holder(self._name)
+        if holder is None:
+            return None
+        prefix = server_name(self._marker_name(""), self._locker.namespace)
+        for info in self._locker.list_locks():
+            if info.connection_id == holder and info.server_name.startswith(prefix):
+                return info.server_name[len(prefix) :]
+        return None  # elected a moment ago: the marker follows in the next statement
+
+    def wait_for_leadership(self, timeout: float | None = None) -> Term | None:
+        """Block until this process leads, or the timeout expires.
+
+        :param timeout: seconds, or ``None`` to wait as long as it takes.
+        :returns: the current term, or ``None`` on timeout or after :meth:`stop`.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self.term is not None or self._stopping, timeout)
+            return self.term
+
+    def __repr__(self) -> str:
+        state = "leading" if self.is_leader else ("campaigning" if self._thread else "idle")
+        return f"<Election {self._name!r} {self._identity!r} {state}>"
+
+    # -- control ------------------------------------------------------------------------------
+
+    def start(self) -> Election:
+        """Start campaigning on a background thread (a no-op if it already runs).
+
+        :returns: this election.
+        """
+        with self._cond:
+            if self._thread is not None:
+                return self
+            self._stopping = False
+            self._thread = threading.Thread(
+                target=self._campaign, name=f"PyMySQLLock-election-{self._name}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def resign(self) -> bool:
+        """End the current term and release the lock, then campaign again.
+
+        A candidate already waiting gets the lock first (the server grants it to the waiting
+        session within the release), so this hands leadership over when anyone else
+        campaigns.
+
+        :returns: ``True`` if this process was leading, ``False`` otherwise.
+        """
+        return self._end_term(RESIGNED)
+
+    def stop(self) -> None:
+        """Resign if leading, stop campaigning and end the campaign thread (joined)."""
+        with self._cond:
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify_all()
+        self._end_term(STOPPED)
+        # A campaign waiting on the server: cancel its GET_LOCK until the thread ends (it
+        # may be between two statements at the first attempt).
+        while thread is not None and thread.is_alive():
+            self._lock.cancel()
+            thread.join(0.05)
+        with self._cond:
+            self._thread = None
+
+    def __enter__(self) -> Election:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- the campaign thread ------------------------------------------------------------------
+
+    def _end_term(self, reason: str) -> bool:
+        """End the current term (unless lost); the campaign thread then releases the lock."""
+        with self._cond:
+            term = self._term
+            if term is None or term.ended.is_set():
+                return False
+            self._resigning = True
+        term._end(reason)
+        with self._cond:  # wait until the campaign thread has released
+            self._cond.wait_for(lambda: not self._resigning)
+        return True
+
+    def _campaign(self) -> None:
+        retry = _RETRY_FIRST
+        while not self._stopping:
+            try:
+                elected = self._lock.acquire(FOREVER)
+            except AcquireCancelledError:
+                continue  # stop() cancels the wait
+            except LockError as exc:
+                # The server is unreachable (restart, network): try again soon, without
+                # spinning; stop() wakes the wait.
+                logger.warning("election %r: campaign failed, retrying: %s", self._name, exc)
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping, retry)
+                retry = min(2 * retry, _RETRY_LAST)
+                continue
+            retry = _RETRY_FIRST
+            if elected:
+                self._serve()
+
+    def _serve(self) -> None:
+        """Serve one term: mark it, tell the application, wait for its end, hand over."""
+        row = self._lock._run_held("SELECT GET_LOCK(%s, 0)", (self._marker,))
+        if not row or row[0] != 1:
+            logger.warning(
+                "election %r: the leader marker %r is held elsewhere (two candidates with the "
+                "same identity?)",
+                self._name,
+                self._marker,
+            )
+        term = Term(self)
+        with self._cond:
+            if self._stopping:  # stop() came while the wait was being granted
+                self._hand_over()
+                return
+            self._term = term
+            self._cond.notify_all()
+        if self._lock.lost:  # lost before the term was visible to _lock_lost
+            self._lock_lost(self._lock)
+        logger.info("election %r: %r became leader", self._name, self._identity)
+        if not term.ended.is_set() and self._on_elected is not None:
+            try:
+                self._on_elected(term)
+            except Exception:
+                logger.exception("election %r: on_elected raised; resigning", self._name)
+                if term._end(FAILED):
+                    self._demoted(term)
+        term.ended.wait()
+        if term.reason != LOST:
+            if term.reason != FAILED:
+                self._demoted(term)
+            self._hand_over()
+        with self._cond:
+            self._term = None
+            self._resigning = False
+            self._cond.notify_all()
+
+    def _hand_over(self) -> None:
+        """Release the marker, then the election lock, on the leader's session."""
+        self._lock._run_held("SELECT RELEASE_LOCK(%s)", (self._marker,))
+        with contextlib.suppress(LockNotHeldError):  # lost meanwhile: _lock_lost reports it
+            self._lock.release()
+
+    def _lock_lost(self, lock: Lock) -> None:
+        """The keepalive (or a release) found the lock lost: the term ends now."""
+        term = self._term
+        if term is not None and term._end(LOST):
+            self._demoted(term)
+
+    def _demoted(self, term: Term) -> None:
+        logger.info(
+            "election %r: %r stopped being leader (%s)", self._name, self._identity, term.reason
+        )
+        if self._on_demoted is not None:
+            try:
+                self._on_demoted(term)
+            except Exception:
+                logger.exception("election %r: on_demoted raised", self._name)

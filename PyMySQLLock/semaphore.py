@@ -1,0 +1,353 @@
+"""Counting semaphores: up to ``limit`` holders of one name at once, built from plain locks.
+
+The server only has exclusive locks, so a semaphore of ``limit`` is ``limit`` slot locks,
+``name#1`` ... ``name#<limit>``; holding any one of them is holding the semaphore. Whatever
+happens, no more than ``limit`` sessions hold it, because the server grants each slot to one
+session. A held slot is an ordinary held :class:`~PyMySQLLock.Lock`: it has its own session,
+the keepalive checks it, its loss is reported the same way, and listings show it by its slot
+name.
+
+How a waiter waits, without polling:
+
+1. It tries every slot once with timeout 0, starting at a random slot, so that arrivals do
+   not all collide on ``name#1``.
+2. If all are taken it queues on a turnstile lock, ``name#queue``. The server grants that lock
+   to one waiter at a time, in the order they asked, so there is a single *head* waiter.
+3. The head tries the slots once more, then waits on every slot at once: one blocking
+   ``GET_LOCK`` per slot, each on its own session (and thread). When a holder releases a slot,
+   the server grants it to the session already waiting for it, inside the release itself, so
+   the hand-off costs no round trip and no newcomer can take that slot first. The head then
+   cancels its other waits (``KILL QUERY``), gives back any slot that was granted in the race,
+   and releases the turnstile to the next waiter.
+
+Fairness: waiters get slots in the order they queued on the turnstile. A newcomer's first
+round of timeout-0 tries can still take a slot that is free while no head is waiting (between
+two heads), so the order is close to, not exactly, first come first served; no waiter can be
+passed over forever, because each head gets the next slot that is released.
+
+Cost: the head waiter uses ``limit`` connections and ``limit`` threads while it waits (the
+others one connection each), hence the cap :data:`MAX_LIMIT`. Every participant must use the
+same ``limit``: a process that declares a larger one uses slots the others do not know about.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import random
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import (
+    AcquireCancelledError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    LockAlreadyHeldError,
+    LockLostError,
+    LockNotHeldError,
+    LockTimeoutError,
+)
+from .lock import Lock
+from .names import validate_name
+from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval, validate_timeout
+
+if TYPE_CHECKING:
+    from .locker import Locker
+
+__all__ = ["MAX_LIMIT", "QUEUE_SUFFIX", "SLOT_MARK", "Semaphore", "slot_name"]
+
+#: The largest ``limit``: the head waiter holds one connection and one thread per slot.
+MAX_LIMIT = 64
+#: Between the semaphore's name and a slot number: slot 2 of ``reports`` is ``reports#2``.
+SLOT_MARK = "#"
+#: The turnstile's name is the semaphore's name plus this.
+QUEUE_SUFFIX = "#queue"
+
+#: Seconds between two cancel() calls for a wait that had not begun at the first one.
+_CANCEL_ROUND = 0.05
+
+OnSemaphoreLost = Callable[["Semaphore"], Any]
+
+
+def slot_name(name: str, slot: int) -> str:
+    """:returns: the lock name of slot ``slot`` (1-based) of semaphore ``name``."""
+    return f"{name}{SLOT_MARK}{slot}"
+
+
+class Semaphore:
+    """Up to ``limit`` holders of ``name`` at once, across every process using the server.
+
+    Create it with :meth:`PyMySQLLock.Locker.semaphore`. Like a :class:`~PyMySQLLock.Lock`, one
+    object holds at most one slot at a time, and may be acquired again after a release.
+
+    :param locker: the Locker whose connections and keepalive the slots use.
+    :param name: the semaphore's name; the slots are named ``name#1`` ... ``name#<limit>``.
+    :param limit: how many holders at once, from 1 to :data:`MAX_LIMIT`; every participant
+        must use the same value.
+    :param timeout: the default for :meth:`acquire` and the ``with`` block (``-1`` forever,
+        ``0`` try once, else seconds).
+    :param refresh_interval_secs: the default seconds between keepalive checks of the slot.
+    :param on_lost: called as ``on_lost(semaphore)``, once, if a held slot is lost.
+    :raises InvalidArgumentTypeError: for a ``limit`` that is not an int, or an ``on_lost``
+        that is not callable.
+    :raises InvalidArgumentError: for a ``limit`` out of range, a bad name, timeout or
+        interval.
+    """
+
+    def __init__(
+        self,
+        locker: Locker,
+        name: str,
+        limit: int,
+        *,
+        timeout: float = FOREVER,
+        refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
+        on_lost: OnSemaphoreLost | None = None,
+    ) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise InvalidArgumentTypeError("limit must be an int")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidArgumentError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+        if on_lost is not None and not callable(on_lost):
+            raise InvalidArgumentTypeError("on_lost must be a callable or None")
+        self._name = validate_name(name)
+        self._limit = limit
+        self._timeout = validate_timeout(timeout)
+        self._interval = validate_interval(refresh_interval_secs)
+        self._on_lost = on_lost
+        self._locker = locker
+        self._slots = [
+            locker.lock(slot_name(self._name, number), on_lost=self._slot_lost)
+            for number in range(1, limit + 1)
+        ]
+        self._turnstile = locker.lock(self._name + QUEUE_SUFFIX)
+        self._mutex = threading.Lock()
+        self._acquiring = False
+        self._held: Lock | None = None
+        self._last: Lock | None = None
+
+    # -- read-only views ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name given to :meth:`~PyMySQLLock.Locker.semaphore`."""
+        return self._name
+
+    @property
+    def limit(self) -> int:
+        """How many holders the semaphore admits at once."""
+        return self._limit
+
+    @property
+    def slot(self) -> int | None:
+        """The number (1-based) of the slot this object holds, or ``None``."""
+        held = self._held
+        return None if held is None else self._slots.index(held) + 1
+
+    @property
+    def slot_lock(self) -> Lock | None:
+        """The :class:`~PyMySQLLock.Lock` of the held slot (for its name or connection id)."""
+        return self._held
+
+    @property
+    def lost(self) -> bool:
+        """Whether the slot was held and then lost, since the last :meth:`acquire`."""
+        last = self._last
+        return last is not None and last.lost
+
+    def locked(self) -> bool:
+        """:returns: whether this object holds a slot that is not known to be lost."""
+        held = self._held
+        return held is not None and held.locked()
+
+    def ensure_held(self) -> None:
+        """Raise unless a slot is held; call it before each step of the protected work.
+
+        :raises LockLostError: if the slot was held and has been lost.
+        :raises LockNotHeldError: if no slot is held.
+        """
+        last = self._last
+        if last is not None and last.lost:
+            raise LockLostError(f"semaphore {self._name!r} lost its slot {last.name!r}")
+        if self._held is None:
+            raise LockNotHeldError(f"semaphore {self._name!r} is not held")
+
+    def holders(self) -> dict[int, int]:
+        """Ask the server which slots are held, in one statement.
+
+        :returns: ``{slot number: holder's connection id}`` for every held slot.
+        """
+        marks = ", ".join(["IS_USED_LOCK(%s)"] * self._limit)
+        rows = self._locker._admin(
+            f"SELECT {marks}", tuple(slot.server_name for slot in self._slots)
+        )
+        found = rows[0] if rows else ()
+        return {number: int(holder) for number, holder in enumerate(found, 1) if holder is not None}
+
+    def __repr__(self) -> str:
+        state = f"slot {self.slot}" if self._held is not None else "idle"
+        return f"<Semaphore {self._name!r} limit={self._limit} {state}>"
+
+    # -- acquire and release ------------------------------------------------------------------
+
+    def acquire(
+        self, timeout: float | None = None, refresh_interval_secs: float | None = None
+    ) -> bool:
+        """Wait for a free slot and hold it.
+
+        :param timeout: as :meth:`PyMySQLLock.Lock.acquire`; ``None``: the value given to
+            :meth:`~PyMySQLLock.Locker.semaphore`. The wait for the turnstile and for a slot
+            together take at most this long.
+        :param refresh_interval_secs: seconds between keepalive checks of the held slot.
+        :returns: ``True`` once a slot is held; ``False`` if the timeout expired.
+        :raises LockAlreadyHeldError: if this object holds a slot or is acquiring one.
+        :raises LockError: as :meth:`PyMySQLLock.Lock.acquire` does.
+        """
+        seconds = self._timeout if timeout is None else validate_timeout(timeout)
+        interval = (
+            self._interval
+            if refresh_interval_secs is None
+            else validate_interval(refresh_interval_secs)
+        )
+        with self._mutex:
+            if self._acquiring or self._held is not None:
+                raise LockAlreadyHeldError(f"semaphore {self._name!r} is already held")
+            self._acquiring = True
+        try:
+            won = self._acquire(time.monotonic() + seconds, interval)
+        finally:
+            with self._mutex:
+                self._acquiring = False
+        if won is None:
+            return False
+        with self._mutex:
+            self._held = won
+            self._last = won
+        return True
+
+    def _acquire(self, deadline: float, interval: float) -> Lock | None:
+        won = self._try_all(interval)
+        if won is not None or time.monotonic() >= deadline:
+            return won
+        if not self._turnstile.acquire(_left(deadline), interval):
+            return None
+        try:
+            # A slot may have been released while this waiter queued.
+            return self._try_all(interval) or self._wait_any(deadline, interval)
+        finally:
+            self._turnstile.release()
+
+    def _try_all(self, interval: float) -> Lock | None:
+        """Try every slot once with timeout 0, from a random one on."""
+        start = random.randrange(self._limit)  # spreads arrivals, not security
+        for offset in range(self._limit):
+            slot = self._slots[(start + offset) % self._limit]
+            if slot.acquire(0, interval):
+                return slot
+        return None
+
+    def _wait_any(self, deadline: float, interval: float) -> Lock | None:
+        """Wait on every slot at once; keep the first one granted and give back the others."""
+        if self._limit == 1:
+            slot = self._slots[0]
+            return slot if slot.acquire(_left(deadline), interval) else None
+        outcomes: queue.SimpleQueue[tuple[Lock, bool, BaseException | None]] = queue.SimpleQueue()
+
+        stop = threading.Event()
+
+        def wait(slot: Lock) -> None:
+            try:
+                if stop.is_set():
+                    raise AcquireCancelledError("a slot was granted before this wait began")
+                outcomes.put((slot, slot.acquire(_left(deadline), interval), None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcomes.put((slot, False, exc))
+
+        threads = [
+            threading.Thread(
+                target=wait, args=(slot,), name=f"PyMySQLLock-semaphore-{slot.name}", daemon=True
+            )
+            for slot in self._slots
+        ]
+        for thread in threads:
+            thread.start()
+        won: Lock | None = None
+        error: BaseException | None = None
+        pending = len(threads)
+        try:
+            while pending and won is None and error is None:
+                slot, acquired, failure = outcomes.get()
+                pending -= 1
+                if acquired:
+                    won = slot
+                elif failure is not None:
+                    error = failure
+        finally:
+            # Ends the other waits; a slot granted in the race is given back below. A thread
+            # may not have begun its acquire() yet, when cancel() finds nothing to cancel: it
+            # then sees the stop flag, or begins and is cancelled on the next round.
+            stop.set()
+            for slot, thread in zip(self._slots, threads):
+                while thread.is_alive():
+                    if slot is not won:
+                        slot.cancel()
+                    thread.join(_CANCEL_ROUND)
+            while pending:
+                slot, acquired, failure = outcomes.get()
+                pending -= 1
+                if acquired and won is None and error is None:
+                    won = slot
+                elif acquired:
+                    slot.release()
+                elif error is None and not isinstance(failure, AcquireCancelledError):
+                    error = failure
+        if error is not None:
+            if won is not None:
+                won.release()
+            raise error
+        return won
+
+    def release(self) -> None:
+        """Give the slot back.
+
+        :raises LockNotHeldError: if no slot is held.
+        """
+        with self._mutex:
+            held, self._held = self._held, None
+        if held is None:
+            raise LockNotHeldError(f"semaphore {self._name!r} is not held")
+        held.release()
+
+    def _slot_lost(self, slot: Lock) -> None:
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    # -- context manager ----------------------------------------------------------------------
+
+    def __enter__(self) -> Semaphore:
+        if not self.acquire():
+            shown = "ever" if math.isinf(self._timeout) else f"{self._timeout} s"
+            raise LockTimeoutError(
+                f"semaphore {self._name!r} (limit {self._limit}) was not acquired within {shown}"
+            )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        # The slot's own with-block exit: releases, and raises LockLostError on a loss.
+        held.__exit__(exc_type, exc, traceback)
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (infinite stays infinite), never negative."""
+    return max(0.0, deadline - time.monotonic())

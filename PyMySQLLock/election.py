@@ -142,6 +142,8 @@ class Election:
                 raise InvalidArgumentTypeError(f"{label} must be a callable or None")
         self._name = validate_name(name)
         self._locker = locker
+        self._term: Term | None = None
+        self._thread: threading.Thread | None = None
         self._identity = self._check_identity(identity)
         self._interval = validate_interval(refresh_interval_secs)
         self._on_elected = on_elected
@@ -151,10 +153,8 @@ class Election:
         )
         self._marker = server_name(self._marker_name(self._identity), locker.namespace)
         self._cond = threading.Condition()
-        self._term: Term | None = None
         self._stopping = False
         self._resigning = False
-        self._thread: threading.Thread | None = None
 
     def _marker_name(self, identity: str) -> str:
         return f"{self._name}{LEADER_MARK}{identity}"

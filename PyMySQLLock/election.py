@@ -26,6 +26,7 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import statements
 from .errors import (
     AcquireCancelledError,
     InvalidArgumentError,
@@ -53,8 +54,6 @@ LOST, RESIGNED, STOPPED, FAILED = "lost", "resigned", "stopped", "on_elected rai
 #: Seconds between two campaign attempts while the server cannot be reached (doubling from
 #: the first to the last); a wait on the server ends by itself when the lock is granted.
 _RETRY_FIRST, _RETRY_LAST = 0.05, 1.0
-
-Callback = Callable[["Term"], Any]
 
 
 class Term:
@@ -133,8 +132,8 @@ class Election:
         name: str,
         *,
         identity: str | None = None,
-        on_elected: Callback | None = None,
-        on_demoted: Callback | None = None,
+        on_elected: Callable[[Term], Any] | None = None,
+        on_demoted: Callable[[Term], Any] | None = None,
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
     ) -> None:
         for label, callback in (("on_elected", on_elected), ("on_demoted", on_demoted)):
@@ -325,7 +324,7 @@ class Election:
 
     def _serve(self) -> None:
         """Serve one term: mark it, tell the application, wait for its end, hand over."""
-        row = self._lock._run_held("SELECT GET_LOCK(%s, 0)", (self._marker,))
+        row = self._lock._run_held(statements.GET_LOCK, (self._marker, 0))
         if not row or row[0] != 1:
             logger.warning(
                 "election %r: the leader marker %r is held elsewhere (two candidates with the "
@@ -362,7 +361,7 @@ class Election:
 
     def _hand_over(self) -> None:
         """Release the marker, then the election lock, on the leader's session."""
-        self._lock._run_held("SELECT RELEASE_LOCK(%s)", (self._marker,))
+        self._lock._run_held(statements.RELEASE_LOCK, (self._marker,))
         with contextlib.suppress(LockNotHeldError):  # lost meanwhile: _lock_lost reports it
             self._lock.release()
 

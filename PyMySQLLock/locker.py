@@ -351,8 +351,8 @@ class Locker:
     ) -> Semaphore:
         """Make a counting semaphore: up to ``limit`` holders of ``name`` at once.
 
-        Nothing is sent to the server until it is acquired. See :mod:`PyMySQLLock.semaphore`
-        for how it waits and how fair it is.
+        Nothing is sent to the server until it is acquired. See :doc:`/coordination` for how
+        it waits and how fair it is.
 
         :param name: the semaphore's name; its slots are the locks ``name#1`` ...
             ``name#<limit>``, and waiters queue on ``name#queue``.

@@ -40,6 +40,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import statements
 from .errors import (
     AcquireCancelledError,
     InvalidArgumentError,
@@ -68,8 +69,6 @@ QUEUE_SUFFIX = "#queue"
 #: Seconds between two cancel() calls for a wait that had not begun at the first one.
 _CANCEL_ROUND = 0.05
 
-OnSemaphoreLost = Callable[["Semaphore"], Any]
-
 
 def slot_name(name: str, slot: int) -> str:
     """:returns: the lock name of slot ``slot`` (1-based) of semaphore ``name``."""
@@ -84,8 +83,8 @@ class Semaphore:
 
     :param locker: the Locker whose connections and keepalive the slots use.
     :param name: the semaphore's name; the slots are named ``name#1`` ... ``name#<limit>``.
-    :param limit: how many holders at once, from 1 to :data:`MAX_LIMIT`; every participant
-        must use the same value.
+    :param limit: how many holders at once, from 1 to
+        :data:`~PyMySQLLock.semaphore.MAX_LIMIT`; every participant must use the same value.
     :param timeout: the default for :meth:`acquire` and the ``with`` block (``-1`` forever,
         ``0`` try once, else seconds).
     :param refresh_interval_secs: the default seconds between keepalive checks of the slot.
@@ -104,7 +103,7 @@ class Semaphore:
         *,
         timeout: float = FOREVER,
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
-        on_lost: OnSemaphoreLost | None = None,
+        on_lost: Callable[[Semaphore], Any] | None = None,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise InvalidArgumentTypeError("limit must be an int")
@@ -179,12 +178,9 @@ class Semaphore:
 
         :returns: ``{slot number: holder's connection id}`` for every held slot.
         """
-        marks = ", ".join(["IS_USED_LOCK(%s)"] * self._limit)
-        rows = self._locker._admin(
-            f"SELECT {marks}", tuple(slot.server_name for slot in self._slots)
-        )
-        found = rows[0] if rows else ()
-        return {number: int(holder) for number, holder in enumerate(found, 1) if holder is not None}
+        names = tuple(slot.server_name for slot in self._slots)
+        rows = self._locker._admin(statements.holders_statement(self._limit), names)
+        return statements.holders_answer(rows[0] if rows else None)
 
     def __repr__(self) -> str:
         state = f"slot {self.slot}" if self._held is not None else "idle"

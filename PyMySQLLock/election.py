@@ -26,7 +26,6 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import statements
 from .errors import (
     AcquireCancelledError,
     InvalidArgumentError,
@@ -324,8 +323,7 @@ class Election:
 
     def _serve(self) -> None:
         """Serve one term: mark it, tell the application, wait for its end, hand over."""
-        row = self._lock._run_held(statements.GET_LOCK, (self._marker, 0))
-        if not row or row[0] != 1:
+        if not self._lock._also_hold(self._marker):
             logger.warning(
                 "election %r: the leader marker %r is held elsewhere (two candidates with the "
                 "same identity?)",
@@ -361,7 +359,7 @@ class Election:
 
     def _hand_over(self) -> None:
         """Release the marker, then the election lock, on the leader's session."""
-        self._lock._run_held(statements.RELEASE_LOCK, (self._marker,))
+        self._lock._also_release(self._marker)
         with contextlib.suppress(LockNotHeldError):  # lost meanwhile: _lock_lost reports it
             self._lock.release()
 

@@ -329,21 +329,38 @@ class Lock:
         state = self._state if self._pid == _pid else _IDLE
         return f"<{type(self).__name__} {self._name!r} {state}>"
 
-    def _run_held(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """Run one statement on the session that holds the lock (for :mod:`.election`).
+    def _also_hold(self, name: str) -> bool:
+        """Take the lock ``name`` (a server name) too, on the session holding this one.
 
-        :returns: the first row, or ``None`` when the lock is not held or the statement
-            failed; a connection failure is left to the keepalive and release to report.
+        For :mod:`.election`'s leader marker, which must live and die with this lock's
+        session. :meth:`_also_release` must give it back before :meth:`release`, which pools
+        the session. A connection failure is left to the keepalive and release to report.
+
+        :returns: whether the server granted it at once (timeout 0).
         """
-        session = self._session
-        if session is None or self._state != _HELD:
-            return None
+        session = self._held_session()
         try:
-            with session.mutex:
-                return session.run(sql, params)
+            if session is not None:
+                with session.mutex:
+                    row = session.run(_GET_LOCK, (name, 0))
+                return bool(row) and row is not None and row[0] == 1
         except (SessionLost, StatementFailed) as exc:
-            logger.debug("statement on the session of lock %r failed: %s", self._name, exc)
-            return None
+            logger.debug("taking %r beside lock %r failed: %s", name, self._name, exc)
+        return False
+
+    def _also_release(self, name: str) -> None:
+        """Release the lock ``name`` taken by :meth:`_also_hold`."""
+        session = self._held_session()
+        try:
+            if session is not None:
+                with session.mutex:
+                    session.run(_RELEASE_LOCK, (name,))
+        except (SessionLost, StatementFailed) as exc:
+            logger.debug("releasing %r beside lock %r failed: %s", name, self._name, exc)
+
+    def _held_session(self) -> Session | None:
+        session = self._session
+        return session if self._state == _HELD else None
 
     # -- acquire ------------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ from .names import validate_name
 from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval, validate_timeout
 
 if TYPE_CHECKING:
+    from .connection import Session
     from .locker import Locker
 
 __all__ = ["MAX_LIMIT", "QUEUE_SUFFIX", "SLOT_MARK", "Semaphore", "slot_name"]
@@ -174,13 +175,22 @@ class Semaphore:
             raise LockNotHeldError(f"semaphore {self._name!r} is not held")
 
     def holders(self) -> dict[int, int]:
-        """Ask the server which slots are held, in one statement.
+        """Ask the server which slots are held (one statement per slot, on one connection).
 
         :returns: ``{slot number: holder's connection id}`` for every held slot.
         """
-        names = tuple(slot.server_name for slot in self._slots)
-        rows = self._locker._admin(statements.holders_statement(self._limit), names)
-        return statements.holders_answer(rows[0] if rows else None)
+
+        def ask(session: Session) -> dict[int, int]:
+            found = {}
+            for number, slot in enumerate(self._slots, 1):
+                holder = statements.holder_answer(
+                    session.run(statements.HOLDER, (slot.server_name,))
+                )
+                if holder is not None:
+                    found[number] = holder
+            return found
+
+        return self._locker._on_idle_session(ask)
 
     def __repr__(self) -> str:
         state = f"slot {self.slot}" if self._held is not None else "idle"

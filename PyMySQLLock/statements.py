@@ -60,8 +60,6 @@ __all__ = [
     "admin_error",
     "connection_lost",
     "holder_answer",
-    "holders_answer",
-    "holders_statement",
     "kill_failure",
     "listed_details",
     "listed_names",
@@ -270,24 +268,6 @@ def holder_answer(row: Row) -> int | None:
     """
     value = _first(row)
     return None if value is None else int(value)
-
-
-def holders_statement(count: int) -> str:
-    """Who holds each of ``count`` locks, in one statement (a semaphore's slots).
-
-    :param count: how many names the statement takes.
-    :returns: ``SELECT IS_USED_LOCK(%s), ...`` with ``count`` columns.
-    """
-    return "SELECT " + ", ".join(["IS_USED_LOCK(%s)"] * count)
-
-
-def holders_answer(row: Row) -> dict[int, int]:
-    """Interpret the answer to :func:`holders_statement`.
-
-    :param row: the answer's first row.
-    :returns: ``{1-based position: holder's connection id}`` for every held lock.
-    """
-    return {number: int(value) for number, value in enumerate(row or (), 1) if value is not None}
 
 
 def admin_error(code: int | None, message: str) -> LockError:

@@ -21,7 +21,6 @@ from PyMySQLLock import (
     LockLostError,
     LockNotHeldError,
     LockTimeoutError,
-    statements,
 )
 from PyMySQLLock.semaphore import MAX_LIMIT, QUEUE_SUFFIX, slot_name
 
@@ -179,11 +178,3 @@ def test_sigkilled_holder_frees_its_slot(coord_process, make_locker, lock_name, 
     holder.kill()
     assert worker.result() is True
     waiter.release()
-
-
-def test_holders_statement_and_answer():
-    assert statements.holders_statement(3) == (
-        "SELECT IS_USED_LOCK(%s), IS_USED_LOCK(%s), IS_USED_LOCK(%s)"
-    )
-    assert statements.holders_answer((None, 17, 4)) == {2: 17, 3: 4}
-    assert statements.holders_answer(None) == {}

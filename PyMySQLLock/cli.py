@@ -210,6 +210,15 @@ def _connection_options() -> argparse.ArgumentParser:
     )
     group.add_argument("--no-defaults", action="store_true", help="read no option file")
     group.add_argument(
+        "--ssl-mode",
+        metavar="MODE",
+        help="DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY, as for mysql "
+        "(default: VERIFY_CA with --ssl-ca, else PREFERRED)",
+    )
+    group.add_argument("--ssl-ca", metavar="FILE", help="CA certificate the server's must chain to")
+    group.add_argument("--ssl-cert", metavar="FILE", help="client certificate")
+    group.add_argument("--ssl-key", metavar="FILE", help="client key")
+    group.add_argument(
         "--driver", help="pymysql, mysql.connector or MySQLdb (default: the first installed)"
     )
     return parent

@@ -118,8 +118,12 @@ def resolve_connection(
         ("socket", "unix_socket"),
         ("database", "database"),
         ("password", "password"),
+        ("ssl_mode", "ssl_mode"),
+        ("ssl_ca", "ssl_ca"),
+        ("ssl_cert", "ssl_cert"),
+        ("ssl_key", "ssl_key"),
     ):
-        value = getattr(args, name)
+        value = getattr(args, name, None)
         if value is not None:
             kwargs[keyword] = value
     if args.driver:

@@ -6,9 +6,10 @@ SQLAlchemy-style ``mysql+pymysql``, ``mysql+mysqlconnector`` and ``mysql+mysqldb
 URL-decoded, so a password with ``@``, ``:`` or ``/`` is written percent-encoded.
 
 Query options (the same names for every driver; the driver adapter translates them):
-``unix_socket``, ``charset``, ``connect_timeout``, ``read_timeout``, ``ssl_ca``, ``ssl_cert``,
-``ssl_key``, ``ssl_verify_cert``, ``ssl_verify_identity``, ``ssl_disabled``, plus the Locker's
-own ``namespace``, ``ping_timeout`` and ``pool_size``.
+``unix_socket``, ``charset``, ``connect_timeout``, ``read_timeout``, ``ssl_mode`` (also spelt
+``ssl-mode``; see :mod:`PyMySQLLock.tls`), ``ssl_ca``, ``ssl_cert``, ``ssl_key``,
+``ssl_verify_cert``, ``ssl_verify_identity``, ``ssl_disabled``, plus the Locker's own
+``namespace``, ``ping_timeout`` and ``pool_size``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
 from .timeouts import validate_driver_timeout
+from .tls import SslMode
 
 __all__ = ["ConnectionSettings", "parse_url"]
 
@@ -31,7 +33,9 @@ _SCHEME_DRIVERS = {
 }
 _NUMBER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "ping_timeout"})
 _BOOL_OPTIONS = frozenset({"ssl_verify_cert", "ssl_verify_identity", "ssl_disabled"})
-_TEXT_OPTIONS = frozenset({"unix_socket", "charset", "ssl_ca", "ssl_cert", "ssl_key", "namespace"})
+_TEXT_OPTIONS = frozenset(
+    {"unix_socket", "charset", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key", "namespace"}
+)
 _LOCKER_OPTIONS = frozenset({"namespace", "ping_timeout", "pool_size"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -74,6 +78,8 @@ def _option(key: str, value: str) -> Any:
             return int(value)
         except ValueError:
             raise InvalidArgumentError("URL option pool_size must be an integer") from None
+    if key == "ssl_mode":
+        return SslMode.parse(value, "URL option ssl_mode").name
     if key in _TEXT_OPTIONS:
         return value
     known = sorted(_NUMBER_OPTIONS | _BOOL_OPTIONS | _TEXT_OPTIONS | {"pool_size"})
@@ -119,7 +125,8 @@ def parse_url(url: str) -> ConnectionSettings:
     database = unquote(parts.path.lstrip("/"))
     if database:
         kwargs["database"] = database
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    for given, value in parse_qsl(parts.query, keep_blank_values=True):
+        key = "ssl_mode" if given == "ssl-mode" else given
         parsed = _option(key, value)
         if key in _LOCKER_OPTIONS:
             settings.locker_options[key] = parsed

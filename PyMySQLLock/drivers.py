@@ -19,8 +19,14 @@ from typing import Any, Callable, ClassVar
 
 from .connectoptions import LIBRARY_CHARSET, check_connect_options
 from .connector_wire import UNHANDLED, ConnectorFastPath
-from .errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
+from .errors import (
+    DriverNotInstalledError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    LockConnectionError,
+)
 from .timeouts import validate_driver_timeout
+from .tls import CIPHER_SQL, TLS_KWARGS, SslMode, TlsRequest, build_context, tls_request
 
 __all__ = [
     "DRIVER_NAMES",
@@ -98,13 +104,13 @@ class DriverAdapter:
         """
         options = self.connect_options(kwargs, read_timeout)
         raw = self.connect_function()(*args, **options)
-        self._settle(raw, options)
+        self._settle(raw, options, tls_request(kwargs))
         return raw
 
-    def _settle(self, raw: Any, options: dict[str, Any]) -> None:
+    def _settle(self, raw: Any, options: dict[str, Any], tls: TlsRequest) -> None:
         """Run :meth:`after_connect`; a connection it fails on is closed, never leaked."""
         try:
-            self.after_connect(raw, options)
+            self.after_connect(raw, options, tls)
         except BaseException:
             self.close(raw)
             raise
@@ -133,6 +139,7 @@ class DriverAdapter:
             :func:`~PyMySQLLock.connectoptions.check_connect_options`.
         """
         check_connect_options(kwargs, self.timeout_kwargs)
+        self.tls_options(tls_request(kwargs))
 
     def owned_options(self) -> dict[str, Any]:
         """The options the library's own connections always have, whatever the user passed.
@@ -161,7 +168,10 @@ class DriverAdapter:
             :func:`~PyMySQLLock.connectoptions.check_connect_options`).
         """
         self.check_options(kwargs)
-        options = {k: v for k, v in kwargs.items() if k not in self.dropped_options}
+        options = {
+            k: v for k, v in kwargs.items() if k not in self.dropped_options and k not in TLS_KWARGS
+        }
+        options.update(self.tls_options(tls_request(kwargs)))
         options.update(self.owned_options())
         for key in self.timeout_kwargs:
             if options.get(key) is not None:
@@ -176,16 +186,57 @@ class DriverAdapter:
             options.setdefault(self.write_timeout_kwarg, self.encode_read_timeout(read_timeout))
         return options
 
-    def after_connect(self, raw: Any, options: dict[str, Any]) -> None:
-        """Undo what the user's options may have changed in the new session.
+    def tls_options(self, tls: TlsRequest) -> dict[str, Any]:
+        """The driver's own options for the TLS the user asked for (see :mod:`PyMySQLLock.tls`).
 
+        :param tls: the request.
+        :returns: options that replace every TLS option the user passed.
+        :raises InvalidArgumentError: for a request this driver cannot carry out.
+        """
+        if tls.context is not None:
+            raise InvalidArgumentError(
+                f"an ssl.SSLContext works only with PyMySQL; with {self.name} give ssl_mode "
+                "and the ssl_ca, ssl_cert and ssl_key files"
+            )
+        return self._tls_options(tls)
+
+    def _tls_options(self, tls: TlsRequest) -> dict[str, Any]:
+        """PyMySQL's and mysql-connector's names (overridden where a driver differs)."""
+        if tls.mode == SslMode.DISABLED:
+            return {"ssl_disabled": True}
+        options: dict[str, Any] = {}
+        if tls.cert is not None:
+            options["ssl_cert"] = tls.cert
+        if tls.key is not None:
+            options["ssl_key"] = tls.key
+        if tls.verify_ca:
+            if tls.ca is not None:
+                options["ssl_ca"] = tls.ca
+            options["ssl_verify_cert"] = True
+            options["ssl_verify_identity"] = tls.verify_identity
+        return options
+
+    def after_connect(self, raw: Any, options: dict[str, Any], tls: TlsRequest) -> None:
+        """Check and undo what the user's options may have done to the new session.
+
+        A session that must be encrypted is checked for a cipher, whatever the driver did: a
+        driver that falls back to plain text (or was never told to encrypt) is caught here.
         An ``init_command`` (``SET NAMES latin1``) or an option file can switch the session's
         character set after the handshake; the names would then reach the server as other
         bytes, and listings would come back in another encoding.
 
         :param raw: the new connection.
         :param options: the options it was opened with.
+        :param tls: the TLS the user asked for.
+        :raises LockConnectionError: when the session is not encrypted but must be.
         """
+        if tls.must_encrypt:
+            rows = self.query_all(self.cursor(raw), CIPHER_SQL)
+            if not rows or not rows[0][1]:
+                raise LockConnectionError(
+                    f"the connection is not encrypted, but ssl_mode={tls.mode.name} requires "
+                    "TLS (does the server have a certificate?)"
+                )
         if self.charset_changing_options & options.keys():
             self.reset_charset(raw)
 
@@ -411,14 +462,16 @@ class PyMySQLAdapter(DriverAdapter):
     def __init__(self, connect: ConnectFunction | None = None) -> None:
         super().__init__(connect)
         self._preferred_tls_context: Any = None
+        self._tls_contexts: dict[TlsRequest, Any] = {}
 
     def connect(self, args: Sequence[Any], kwargs: dict[str, Any], read_timeout: float) -> Any:
         """Open a connection, reusing the preferred-mode TLS context when that is safe."""
         options = self.connect_options(kwargs, read_timeout)
         options.pop("defer_connect", None)  # only False gets here: connecting is the default
+        tls = tls_request(kwargs)
         if self._custom_connect is not None:
             raw = self.connect_function()(*args, **options)
-            self._settle(raw, options)
+            self._settle(raw, options, tls)
             return raw
         reuse_tls = not (self._TLS_OPTIONS & options.keys())
         extra: dict[str, Any] = {}
@@ -432,10 +485,25 @@ class PyMySQLAdapter(DriverAdapter):
         raw.connect(self._unix_socket(options))
         if reuse_tls and not extra and getattr(raw, "_ssl_required", True) is False:
             self._preferred_tls_context = getattr(raw, "ctx", None)
-        self._settle(raw, options)
+        self._settle(raw, options, tls)
         return raw
 
     dropped_options = DriverAdapter.dropped_options | {"conv"}
+
+    def tls_options(self, tls: TlsRequest) -> dict[str, Any]:
+        """PyMySQL gets one context that checks exactly what the mode says.
+
+        PyMySQL's own options mix the checks (a CA alone also checks the host name), so for
+        ``REQUIRED`` and up the adapter builds the context itself, once per request.
+        """
+        if tls.mode == SslMode.DISABLED:
+            return {"ssl_disabled": True}
+        if not tls.must_encrypt:
+            return {}
+        context = self._tls_contexts.get(tls)
+        if context is None:
+            context = self._tls_contexts[tls] = build_context(tls)
+        return {"ssl": context}
 
     def owned_options(self) -> dict[str, Any]:
         """Also PyMySQL's plain cursor, ``str`` results and plain escaping of ``bytes``."""
@@ -518,30 +586,26 @@ class MySQLdbAdapter(DriverAdapter):
         return max(1, math.ceil(seconds))
 
     def translate_options(self, neutral: dict[str, Any]) -> dict[str, Any]:
-        """Mysqlclient takes TLS files as an ``ssl`` dict and the checks as ``ssl_mode``."""
+        """The C client uses a unix socket only for host "localhost"."""
         options = super().translate_options(neutral)
         if "unix_socket" in options:
-            # The C client uses the socket only for host "localhost", and TCP otherwise.
             options["host"] = "localhost"
-        files = {
-            short: options.pop(f"ssl_{short}")
-            for short in ("ca", "cert", "key")
-            if f"ssl_{short}" in options
-        }
-        if files and not options.get("ssl_disabled"):
-            # libmariadb turns TLS on for any ssl dict, even with ssl_mode=DISABLED.
-            options["ssl"] = files
-        modes = [
-            (options.pop("ssl_disabled", False), "DISABLED"),
-            (options.pop("ssl_verify_identity", False), "VERIFY_IDENTITY"),
-            (options.pop("ssl_verify_cert", False), "VERIFY_CA"),
-        ]
-        mode = next((name for wanted, name in modes if wanted), None)
-        if mode is not None:
-            options["ssl_mode"] = mode
-        elif files:
-            options["ssl_mode"] = "REQUIRED"
         return options
+
+    def _tls_options(self, tls: TlsRequest) -> dict[str, Any]:
+        """Mysqlclient takes the files as an ``ssl`` dict and the checks as ``ssl_mode``."""
+        if tls.mode == SslMode.DISABLED:
+            # libmariadb turns TLS on for any ssl dict, even with ssl_mode=DISABLED.
+            return {"ssl_mode": "DISABLED"}
+        if not tls.must_encrypt:
+            return {}
+        files = {"cert": tls.cert, "key": tls.key}
+        if tls.verify_ca:
+            files["ca"] = tls.ca
+        return {
+            "ssl_mode": tls.mode.name,
+            "ssl": {name: path for name, path in files.items() if path is not None},
+        }
 
     def query(self, cursor: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """Run one statement through the C API, as :meth:`send_query` and :meth:`read_first_row`.

@@ -52,6 +52,7 @@ _KNOWN = {
     "password": "password",
     "socket": "unix_socket",
     "database": "database",
+    "ssl-mode": "ssl_mode",
     "ssl-ca": "ssl_ca",
     "ssl-cert": "ssl_cert",
     "ssl-key": "ssl_key",

@@ -44,6 +44,7 @@ nitpick_ignore_regex = [
     ("py:class", r"types\.TracebackType"),
     ("py:class", r"os\.PathLike"),
     ("py:class", r"contextlib\.AbstractContextManager"),
+    ("py:class", r"ssl\.SSLContext"),
 ]
 
 # Links into the Python documentation need its objects.inv, which means network access at

@@ -1,4 +1,4 @@
-"""Security: passwords stay secret, least privilege works, TLS is used, SQL is constant.
+"""Security: passwords stay secret, least privilege works, SQL is constant.
 
 * Passwords never appear in ``repr()``/``str()`` of any object, in any log record (DEBUG and
   up, over a whole lifecycle with failures and lost locks), or in any exception message or
@@ -6,8 +6,7 @@
 * An account with no privilege at all (only ``USAGE``) can lock, release and list locks (MariaDB's
   ``METADATA_LOCK_INFO`` needs no privilege), and gets :class:`PermissionDeniedError` when it
   tries to ``force_release`` another account's lock.
-* With TLS options (driver-native, or neutral ones in a URL) the lock connections are encrypted;
-  a certificate from the wrong CA is refused when verification is asked for.
+* TLS has its own file, ``test_tls.py``.
 * Every statement the library sends is a constant (an AST check of ``PyMySQLLock/*.py``).
 """
 
@@ -16,7 +15,6 @@ from __future__ import annotations
 import ast
 import logging
 import secrets
-import subprocess
 import threading
 import time
 import traceback
@@ -26,7 +24,6 @@ from urllib.parse import quote
 
 import pytest
 from hypothesis import example, given, settings, strategies as st
-from server import ThrowawayServer, external_mode, throwaway_possible
 
 import PyMySQLLock
 from PyMySQLLock import (
@@ -334,117 +331,6 @@ def test_usage_only_account_is_told_which_database_it_may_not_use(usage_account,
     assert "Access denied" in str(raised.value)
     assert server.database in str(raised.value)
     assert not _leaks(_exception_text(raised.value))
-
-
-# --------------------------------------------------------------------------- TLS
-
-
-def _openssl(directory: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
-
-
-def _make_ca_and_server_cert(directory: Path, label: str) -> None:
-    """``ca.pem``, ``server-cert.pem`` and ``server-key.pem`` for 127.0.0.1 and localhost."""
-    directory.mkdir(parents=True)
-    _openssl(
-        directory,
-        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-        *("-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", f"/CN=PyMySQLLock {label} CA"),
-    )
-    _openssl(
-        directory,
-        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem"),
-        *("-out", "server.csr", "-subj", "/CN=127.0.0.1"),
-    )
-    (directory / "ext.cnf").write_text(
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
-    )
-    _openssl(
-        directory,
-        *("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem"),
-        *("-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server-cert.pem"),
-    )
-
-
-class _TLS:
-    def __init__(self, server: ThrowawayServer, ca: Path, wrong_ca: Path) -> None:
-        self.server = server
-        self.ca = ca
-        self.wrong_ca = wrong_ca
-
-    def url(self, driver: str, query: str) -> str:
-        return (
-            f"{SCHEMES[driver]}://root@127.0.0.1:{self.server.port}/{self.server.database}?{query}"
-        )
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    """A throwaway server with a certificate of our own CA (one per module: starting is slow)."""
-    if not throwaway_possible():
-        message = "needs mariadbd or mysqld installed to start a TLS server"
-        if external_mode():
-            pytest.skip(message)
-        pytest.fail(message, pytrace=False)
-    base = tmp_path_factory.mktemp("tls")
-    _make_ca_and_server_cert(base / "good", "test")
-    _make_ca_and_server_cert(base / "other", "unrelated")
-    server = ThrowawayServer(ssl_dir=base / "good")
-    try:
-        server.start()
-        yield _TLS(server, base / "good" / "ca.pem", base / "other" / "ca.pem")
-    finally:
-        server.close()
-
-
-def _cipher_of_a_lock_connection(locker: Locker, name: str) -> str:
-    """``Ssl_cipher`` of the connection a lock was held on (``''`` when not encrypted).
-
-    No public API runs a statement on a Locker's own connection, and MariaDB shows no TLS state
-    of other sessions, so this uses the private ``Locker._admin``: with ``pool_size=1`` the
-    released lock's connection is the only idle one, which ``_admin`` then takes (checked by
-    comparing ``CONNECTION_ID()``).
-    """
-    lock = locker.lock(name)
-    assert lock.acquire(0)
-    connection_id = lock.connection_id
-    lock.release()
-    assert locker._admin("SELECT CONNECTION_ID()", ())[0][0] == connection_id
-    rows = locker._admin("SHOW SESSION STATUS LIKE 'Ssl_cipher'", ())
-    return str(rows[0][1]) if rows else ""
-
-
-def _native_tls_options(driver: str, ca: Path) -> dict[str, Any]:
-    if driver == "MySQLdb":
-        return {"ssl": {"ca": str(ca)}}
-    return {"ssl_ca": str(ca)}
-
-
-def test_tls_with_the_drivers_own_options(tls, driver, lock_name):
-    options = {**tls.server.connect_kwargs(), **_native_tls_options(driver, tls.ca)}
-    with Locker(driver=driver, pool_size=1, **options) as locker:
-        assert _cipher_of_a_lock_connection(locker, lock_name)
-
-
-@pytest.mark.parametrize("check", ["ssl_verify_cert=true", "ssl_verify_identity=true"])
-def test_tls_from_url_with_verification(tls, driver, lock_name, check):
-    with Locker.from_url(tls.url(driver, f"ssl_ca={tls.ca}&{check}"), pool_size=1) as locker:
-        assert _cipher_of_a_lock_connection(locker, lock_name)
-
-
-def test_tls_certificate_of_another_ca_is_refused(tls, driver):
-    url = tls.url(driver, f"ssl_ca={tls.wrong_ca}&ssl_verify_cert=true")
-    with pytest.raises(LockConnectionError) as raised:
-        Locker.from_url(url)
-    assert "cannot connect" in str(raised.value)
-
-
-def test_tls_disabled_in_the_url_means_plain_text(tls, driver, lock_name):
-    # PyMySQL's meaning of the neutral options: ssl_disabled wins over ssl_ca.
-    with Locker.from_url(
-        tls.url(driver, f"ssl_ca={tls.ca}&ssl_disabled=true"), pool_size=1
-    ) as locker:
-        assert _cipher_of_a_lock_connection(locker, lock_name) == ""
 
 
 # --------------------------------------------------------------------------- SQL is constant

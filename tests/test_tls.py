@@ -1,0 +1,279 @@
+"""TLS has one meaning with every driver: the mysql client's ``ssl-mode``.
+
+Against real throwaway servers with certificates made here: the right CA works, in every form
+(URL, ``Locker(ssl_mode=...)``, the drivers' own options, an option file, the command line);
+a certificate of another CA, a server without TLS, and (for ``VERIFY_IDENTITY``) a certificate
+for another host name are refused, with every driver. A refused connection is closed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server import ThrowawayServer, external_mode, throwaway_possible
+
+from PyMySQLLock import InvalidArgumentError, LockConnectionError, Locker, optionfile
+from PyMySQLLock.tls import SslMode, tls_request
+
+SCHEMES = {"pymysql": "mysql+pymysql", "mysql.connector": "mysql+mysqlconnector"}
+SCHEMES["MySQLdb"] = "mysql+mysqldb"
+CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
+
+
+def _openssl(directory: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+
+def _make_ca(directory: Path, label: str) -> None:
+    """``ca.pem`` and ``ca-key.pem`` of a new CA."""
+    directory.mkdir(parents=True)
+    _openssl(
+        directory,
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+        *("-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", f"/CN=PyMySQLLock {label} CA"),
+    )
+
+
+def _make_server_cert(ca: Path, directory: Path, names: str) -> None:
+    """A server directory for ``ssl_dir``: ``ca.pem``, ``server-cert.pem``, ``server-key.pem``.
+
+    :param names: the certificate's subjectAltName, e.g. ``IP:127.0.0.1,DNS:localhost``.
+    """
+    directory.mkdir(parents=True)
+    _openssl(
+        directory,
+        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem"),
+        *("-out", "server.csr", "-subj", "/CN=PyMySQLLock test server"),
+    )
+    (directory / "ext.cnf").write_text(f"basicConstraints=CA:FALSE\nsubjectAltName={names}\n")
+    _openssl(
+        directory,
+        *("x509", "-req", "-in", "server.csr", "-CA", str(ca / "ca.pem")),
+        *("-CAkey", str(ca / "ca-key.pem"), "-CAcreateserial", "-days", "2"),
+        *("-extfile", "ext.cnf", "-out", "server-cert.pem"),
+    )
+    (directory / "ca.pem").write_bytes((ca / "ca.pem").read_bytes())
+
+
+class _TLS:
+    """The certificates, and the servers started from them on first use."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        _make_ca(base / "ca", "test")
+        _make_ca(base / "other", "unrelated")
+        _make_server_cert(base / "ca", base / "right", "IP:127.0.0.1,DNS:localhost")
+        _make_server_cert(base / "ca", base / "misnamed", "DNS:elsewhere.invalid")
+        self.ca = str(base / "ca" / "ca.pem")
+        self.wrong_ca = str(base / "other" / "ca.pem")
+        self._servers: dict[str, ThrowawayServer] = {}
+
+    def server(self, kind: str = "right") -> ThrowawayServer:
+        if kind not in self._servers:
+            started = ThrowawayServer(ssl_dir=self.base / kind)
+            self._servers[kind] = started
+            started.start()
+        return self._servers[kind]
+
+    def close(self) -> None:
+        for started in self._servers.values():
+            started.close()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """Certificates of our own CA, and TLS servers (one per module: starting is slow)."""
+    if not throwaway_possible():
+        message = "needs mariadbd or mysqld installed to start a TLS server"
+        if external_mode():
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    made = _TLS(tmp_path_factory.mktemp("tls"))
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _url(target: Any, driver: str, query: str) -> str:
+    return f"{SCHEMES[driver]}://root@127.0.0.1:{target.port}/{target.database}?{query}"
+
+
+def _cipher_of_a_lock_connection(locker: Locker, name: str) -> str:
+    """``Ssl_cipher`` of the connection a lock was held on (``''`` when not encrypted).
+
+    No public API runs a statement on a Locker's own connection, and MariaDB shows no TLS state
+    of other sessions, so this uses the private ``Locker._admin``: with ``pool_size=1`` the
+    released lock's connection is the only idle one, which ``_admin`` then takes (checked by
+    comparing ``CONNECTION_ID()``).
+    """
+    lock = locker.lock(name)
+    assert lock.acquire(0)
+    connection_id = lock.connection_id
+    lock.release()
+    assert locker._admin("SELECT CONNECTION_ID()", ())[0][0] == connection_id
+    rows = locker._admin("SHOW SESSION STATUS LIKE 'Ssl_cipher'", ())
+    return str(rows[0][1]) if rows else ""
+
+
+def _native_verifying_options(driver: str, ca: str) -> dict[str, Any]:
+    """The driver's own way of saying "verify against this CA"."""
+    if driver == "MySQLdb":
+        return {"ssl": {"ca": ca}}
+    return {"ssl_ca": ca}
+
+
+def _verifying_forms(tls: _TLS, target: Any, driver: str, ca: str) -> dict[str, Any]:
+    """Ways to ask for a verified connection: a thunk per form that makes the Locker."""
+    base = {**target.connect_kwargs(), "driver": driver, "pool_size": 1}
+    return {
+        "url-ca": lambda: Locker.from_url(_url(target, driver, f"ssl_ca={ca}"), pool_size=1),
+        "url-mode": lambda: Locker.from_url(
+            _url(target, driver, f"ssl-mode=VERIFY_IDENTITY&ssl_ca={ca}"), pool_size=1
+        ),
+        "url-verify-cert": lambda: Locker.from_url(
+            _url(target, driver, f"ssl_ca={ca}&ssl_verify_cert=true"), pool_size=1
+        ),
+        "locker-mode": lambda: Locker(**base, ssl_mode="VERIFY_CA", ssl_ca=ca),
+        "native": lambda: Locker(**base, **_native_verifying_options(driver, ca)),
+    }
+
+
+FORMS = ("url-ca", "url-mode", "url-verify-cert", "locker-mode", "native")
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_right_ca_gives_an_encrypted_lock_connection(tls, driver, lock_name, form):
+    server = tls.server()
+    with _verifying_forms(tls, server, driver, tls.ca)[form]() as locker:
+        assert _cipher_of_a_lock_connection(locker, lock_name)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_certificate_of_another_ca_is_refused(tls, driver, form):
+    server = tls.server()
+    with pytest.raises(LockConnectionError, match="cannot connect"):
+        _verifying_forms(tls, server, driver, tls.wrong_ca)[form]()
+
+
+@pytest.mark.parametrize("mode", ["REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"])
+def test_a_server_without_tls_is_refused_when_encryption_is_required(tls, server, driver, mode):
+    options = {**server.connect_kwargs(), "driver": driver, "ssl_mode": mode}
+    if mode != "REQUIRED":
+        options["ssl_ca"] = tls.ca
+    with pytest.raises(LockConnectionError) as raised:
+        Locker(**options)
+    # Some drivers refuse during the handshake, the others are caught by the check after it.
+    assert "cannot connect" in str(raised.value)
+
+
+def test_native_options_that_ask_for_verification_never_fall_back_to_plain_text(
+    tls, server, driver
+):
+    native = {"ssl_ca": tls.ca, "ssl_verify_identity": True}
+    if driver == "MySQLdb":
+        native = {"ssl": {"ca": tls.ca}, "ssl_mode": "VERIFY_IDENTITY"}
+    with pytest.raises(LockConnectionError):
+        Locker(driver=driver, **server.connect_kwargs(), **native)
+
+
+def test_verify_identity_refuses_a_certificate_for_another_host(tls, driver, lock_name):
+    misnamed = tls.server("misnamed")
+    base = {**misnamed.connect_kwargs(), "driver": driver, "ssl_ca": tls.ca, "pool_size": 1}
+    with pytest.raises(LockConnectionError, match="cannot connect"):
+        Locker(**base, ssl_mode="VERIFY_IDENTITY")
+    if driver == "MySQLdb":
+        # libmariadb checks the host name whenever it verifies the certificate: stricter than
+        # VERIFY_CA asks, never weaker. The other drivers verify the chain alone.
+        return
+    with Locker(**base, ssl_mode="VERIFY_CA") as locker:
+        assert _cipher_of_a_lock_connection(locker, lock_name)
+
+
+def test_required_encrypts_without_verifying(tls, driver, lock_name):
+    server = tls.server()
+    options = {**server.connect_kwargs(), "driver": driver, "pool_size": 1}
+    with Locker(**options, ssl_mode="REQUIRED", ssl_ca=tls.wrong_ca) as locker:
+        assert _cipher_of_a_lock_connection(locker, lock_name)
+
+
+def test_disabled_means_plain_text(tls, driver, lock_name):
+    server = tls.server()
+    with Locker.from_url(
+        _url(server, driver, f"ssl_ca={tls.ca}&ssl_disabled=true"), pool_size=1
+    ) as locker:
+        assert _cipher_of_a_lock_connection(locker, lock_name) == ""
+    with Locker.from_url(_url(server, driver, "ssl_mode=disabled"), pool_size=1) as locker:
+        assert _cipher_of_a_lock_connection(locker, lock_name) == ""
+
+
+def test_an_option_file_says_it_as_the_mysql_client_does(tls, driver, lock_name, tmp_path):
+    server = tls.server()
+    for ca, works in ((tls.ca, True), (tls.wrong_ca, False)):
+        path = tmp_path / f"my-{works}.cnf"
+        path.write_text(
+            f"[client]\nhost=127.0.0.1\nport={server.port}\nuser=root\n"
+            f"database={server.database}\nssl-mode=VERIFY_CA\nssl-ca={ca}\n"
+        )
+        options = optionfile.connect_options(optionfile.read_files([path], required=[path]))
+        assert options["ssl_mode"] == "VERIFY_CA"
+        if works:
+            with Locker(driver=driver, pool_size=1, **options) as locker:
+                assert _cipher_of_a_lock_connection(locker, lock_name)
+        else:
+            with pytest.raises(LockConnectionError):
+                Locker(driver=driver, **options)
+
+
+def test_the_command_line_takes_ssl_mode_flags(tls, driver, tmp_path, lock_name):
+    server = tls.server()
+    flags = [
+        *("--no-defaults", "--driver", driver, "-h", "127.0.0.1", "-P", str(server.port)),
+        *("-u", "root", "-D", server.database, "--ssl-mode", "VERIFY_IDENTITY"),
+    ]
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for ca, code in ((tls.ca, 0), (tls.wrong_ca, 69)):
+        finished = subprocess.run(
+            [*CLI, "list", *flags, "--ssl-ca", ca],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert finished.returncode == code, finished.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "mode"),
+    [
+        ({}, SslMode.PREFERRED),
+        ({"ssl_ca": "ca.pem"}, SslMode.VERIFY_CA),
+        ({"ssl": {"ca": "ca.pem"}}, SslMode.VERIFY_CA),
+        ({"ssl_ca": "ca.pem", "ssl_verify_identity": True}, SslMode.VERIFY_IDENTITY),
+        ({"ssl_ca": "ca.pem", "ssl_mode": "required"}, SslMode.REQUIRED),
+        ({"ssl_ca": "ca.pem", "ssl_verify_cert": False}, SslMode.REQUIRED),
+        ({"ssl_cert": "c.pem", "ssl_key": "k.pem"}, SslMode.REQUIRED),
+        ({"ssl_ca": "ca.pem", "ssl_disabled": True}, SslMode.DISABLED),
+        ({"ssl_mode": "verify-identity"}, SslMode.VERIFY_IDENTITY),
+    ],
+)
+def test_what_each_combination_of_options_means(options, mode):
+    assert tls_request(options).mode == mode
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ssl_mode": "bogus"},
+        {"ssl_mode": "VERIFY_CA", "ssl_disabled": True},
+    ],
+)
+def test_contradictions_and_unknown_modes_are_refused(server, driver, options, server_traffic):
+    with server_traffic() as traffic, pytest.raises(InvalidArgumentError, match="ssl_"):
+        Locker(driver=driver, **server.connect_kwargs(), **options)
+    assert traffic.connections == 0

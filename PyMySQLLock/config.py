@@ -2,8 +2,9 @@
 
 Accepted schemes: ``mysql`` (driver chosen as by ``Locker(driver=None)``), and the
 SQLAlchemy-style ``mysql+pymysql``, ``mysql+mysqlconnector`` and ``mysql+mysqldb`` (also
-``mariadb`` and ``mariadb+...``), whose suffix picks the driver. User and password are
-URL-decoded, so a password with ``@``, ``:`` or ``/`` is written percent-encoded.
+``mariadb`` and ``mariadb+...``), whose suffix picks the driver; for
+:class:`PyMySQLLock.aio.AsyncLocker`, ``mysql+aiomysql`` and ``mysql+asyncmy``. User and
+password are URL-decoded, so a password with ``@``, ``:`` or ``/`` is written percent-encoded.
 
 Query options (the same names for every driver; the driver adapter translates them):
 ``unix_socket``, ``charset``, ``connect_timeout``, ``read_timeout``, ``ssl_mode`` (also spelt
@@ -30,6 +31,9 @@ _SCHEME_DRIVERS = {
     "mysqlconnector": "mysql.connector",
     "mysqldb": "MySQLdb",
     "mysqlclient": "MySQLdb",
+    # asyncio drivers, for PyMySQLLock.aio.AsyncLocker.from_url
+    "aiomysql": "aiomysql",
+    "asyncmy": "asyncmy",
 }
 _NUMBER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "ping_timeout"})
 _BOOL_OPTIONS = frozenset({"ssl_verify_cert", "ssl_verify_identity", "ssl_disabled"})
@@ -110,7 +114,8 @@ def parse_url(url: str) -> ConnectionSettings:
     if base not in ("mysql", "mariadb") or suffix not in _SCHEME_DRIVERS:
         raise InvalidArgumentError(
             f"unsupported URL scheme {parts.scheme!r}; use mysql://, mysql+pymysql://, "
-            "mysql+mysqlconnector:// or mysql+mysqldb://"
+            "mysql+mysqlconnector:// or mysql+mysqldb:// (with AsyncLocker: mysql+aiomysql:// "
+            "or mysql+asyncmy://)"
         )
     settings = ConnectionSettings(driver=_SCHEME_DRIVERS[suffix])
     kwargs = settings.connect_kwargs

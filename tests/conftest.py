@@ -451,3 +451,128 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
             )
     if problems:
         pytest.fail("the test leaked:\n" + "\n".join(problems), pytrace=False)
+
+
+# =============================================================================================
+# 3. asyncio: async drivers, AsyncLockers, and an event loop that must never be blocked
+# =============================================================================================
+# Async tests are coroutine functions marked ``@pytest.mark.asyncio`` (pytest-asyncio, strict
+# mode). ``async_driver`` parametrizes them over the asyncio drivers, ``make_async_locker``
+# gives AsyncLockers closed after the test, and ``watch_loop`` runs the test's loop in debug
+# mode and fails the test if any callback or task step held the loop longer than
+# :data:`SLOW_CALLBACK`.
+
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import resource  # noqa: E402
+
+import aiomysql  # noqa: E402, F401 - imported once here, see below
+import asyncmy  # noqa: E402, F401
+import pytest_asyncio  # noqa: E402
+
+from PyMySQLLock.aio import AsyncLocker  # noqa: E402
+
+# The drivers are imported above, before any loop runs: AsyncLocker(driver=...) imports its
+# driver module on first use, which takes longer than SLOW_CALLBACK once per process and is
+# no I/O of the library's.
+
+#: The asyncio ``driver=`` names, and the test ids they get.
+ASYNC_DRIVERS = ("aiomysql", "asyncmy")
+#: Seconds one step of the event loop may take before the test fails (asyncio debug mode).
+SLOW_CALLBACK = 0.05
+
+
+@pytest.fixture(params=ASYNC_DRIVERS)
+def async_driver(request: pytest.FixtureRequest) -> str:
+    """The asyncio driver name given to ``AsyncLocker(driver=...)``."""
+    return str(request.param)
+
+
+class _SlowSteps(logging.Handler):
+    """Collects asyncio debug mode's reports of steps slower than ``slow_callback_duration``.
+
+    On a machine whose CPUs are shared, a step can also be slow because the kernel ran another
+    process meanwhile. Each step's user CPU time and voluntary context switches (a blocking
+    system call sleeps, a preempted thread does not) are measured as well, and a slow step is
+    excused only when it neither computed for that long nor slept. (User time only: the kernel
+    charges network interrupt work to whichever thread happens to run.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reports: list[str] = []
+        self.excused = 0
+        self._step = (0.0, 0)
+
+    def measure(self, run: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Wrap ``asyncio.Handle._run`` to record the CPU time and sleeps of each step."""
+        handler = self
+
+        def measured(handle: Any) -> None:
+            before = resource.getrusage(resource.RUSAGE_THREAD)
+            try:
+                run(handle)
+            finally:
+                after = resource.getrusage(resource.RUSAGE_THREAD)
+                handler._step = (after.ru_utime - before.ru_utime, after.ru_nvcsw - before.ru_nvcsw)
+
+        return measured
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith("Executing "):
+            return
+        cpu, sleeps = self._step
+        if cpu < SLOW_CALLBACK and sleeps == 0:
+            self.excused += 1  # preempted, not blocked
+        else:
+            self.reports.append(f"{message} (CPU {cpu:.3f} s, {sleeps} sleeps)")
+
+
+@contextlib.contextmanager
+def watching_steps(loop: asyncio.AbstractEventLoop) -> Iterator[_SlowSteps]:
+    """Within the block, ``loop`` runs in debug mode and its slow steps are collected."""
+    debug, slow = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = SLOW_CALLBACK
+    handler = _SlowSteps()
+    original = asyncio.Handle._run
+    asyncio.Handle._run = handler.measure(original)  # type: ignore[method-assign]
+    asyncio_logger = logging.getLogger("asyncio")
+    asyncio_logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        asyncio_logger.removeHandler(handler)
+        asyncio.Handle._run = original  # type: ignore[method-assign]
+        loop.set_debug(debug)
+        loop.slow_callback_duration = slow
+
+
+@pytest_asyncio.fixture
+async def watch_loop() -> Any:
+    """Debug mode on the test's loop; fails the test on any step over :data:`SLOW_CALLBACK`."""
+    loop = asyncio.get_running_loop()
+    with watching_steps(loop) as handler:
+        yield loop
+    if handler.reports:
+        pytest.fail("the event loop was blocked:\n  " + "\n  ".join(handler.reports), pytrace=False)
+
+
+@pytest_asyncio.fixture
+async def make_async_locker(server: Server, async_driver: str, watch_loop: Any) -> Any:
+    """``make_async_locker(**kwargs)``: an AsyncLocker on the session server, closed after.
+
+    It uses the test's ``async_driver``; ``kwargs`` add to or override the connect arguments.
+    """
+    made: list[AsyncLocker] = []
+
+    def make(**kwargs: Any) -> AsyncLocker:
+        options = {**server.connect_kwargs(), "driver": async_driver, **kwargs}
+        new = AsyncLocker(**options)
+        made.append(new)
+        return new
+
+    yield make
+    for each in made:
+        await each.close()

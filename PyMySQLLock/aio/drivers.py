@@ -1,0 +1,278 @@
+"""Adapters for the asyncio drivers: aiomysql (the default) and asyncmy (0.2.13 or later).
+
+Everything that differs between the two lives here and nowhere else in :mod:`PyMySQLLock.aio`:
+the ``connect()`` keywords and the options every lock connection needs, how one statement is
+run, the connection's facts (session id, server version), and which exceptions mean that the
+connection is gone. The rules are the blocking adapters' (:mod:`PyMySQLLock.drivers`):
+autocommit, ``utf8mb4``, a bounded handshake, no automatic reconnect (neither driver ever
+reconnects unless asked to); which error codes mean a lost connection is decided by
+:func:`PyMySQLLock.statements.connection_lost`, shared with the blocking code.
+
+Neither driver gets a read timeout of its own: the session bounds every statement with an
+asyncio timeout (:mod:`.session`), which works the same on both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import inspect
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
+from ..statements import connection_lost
+
+__all__ = [
+    "ASYNC_DRIVER_NAMES",
+    "AiomysqlAdapter",
+    "AsyncDriverAdapter",
+    "AsyncmyAdapter",
+    "resolve_async_adapter",
+]
+
+#: Connect arguments that name the database; each driver wants its own spelling.
+_DATABASE_KEYS = ("database", "db")
+#: Options of a connection URL (see :mod:`PyMySQLLock.config`) that need an ``ssl`` context
+#: here: refused with advice rather than silently dropped.
+_URL_TLS_OPTIONS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
+
+
+class AsyncDriverAdapter:
+    """What :mod:`PyMySQLLock.aio` needs from an asyncio MySQL driver.
+
+    A subclass sets :attr:`name`, :attr:`extra` and :attr:`database_kwarg`, and overrides
+    :meth:`check_version` when some releases of its driver are unsafe.
+    """
+
+    #: The name users pass as ``driver=``; also the module imported.
+    name: ClassVar[str] = ""
+    #: The pip extra that installs the driver, for error messages.
+    extra: ClassVar[str] = ""
+    #: The keyword the driver's ``connect()`` takes for the database.
+    database_kwarg: ClassVar[str] = "database"
+
+    def __init__(self) -> None:
+        self._module: Any = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} driver={self.name!r}>"
+
+    @property
+    def module(self) -> Any:
+        """The imported driver module.
+
+        :raises DriverNotInstalledError: if it cannot be imported, or is a release known to be
+            unsafe.
+        """
+        if self._module is None:
+            try:
+                module = importlib.import_module(self.name)
+            except ImportError as exc:
+                raise DriverNotInstalledError(
+                    f"the {self.name!r} driver is not installed; install it with "
+                    f"'pip install PyMySQLLock[{self.extra}]'"
+                ) from exc
+            self.check_version()
+            self._module = module
+        return self._module
+
+    def check_version(self) -> None:
+        """Refuse a release of the driver that cannot hold a lock safely.
+
+        :raises DriverNotInstalledError: for such a release.
+        """
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def connect_options(self, kwargs: dict[str, Any], connect_timeout: float) -> dict[str, Any]:
+        """The driver's ``connect()`` keywords: the user's, plus what a lock connection needs.
+
+        Autocommit keeps a lock connection from holding a transaction open for hours, and
+        ``utf8mb4`` makes the server see exactly the characters of the lock name. A server
+        that accepts TCP connections but never answers must not hang the handshake.
+
+        :param kwargs: the user's keyword arguments (without the read timeout, which the
+            session applies itself).
+        :param connect_timeout: seconds the handshake may take, unless the user said.
+        :returns: a new dict.
+        :raises InvalidArgumentError: for URL TLS options (pass ``ssl=`` instead).
+        """
+        options = dict(kwargs)
+        for key in _URL_TLS_OPTIONS:
+            if key in options:
+                raise InvalidArgumentError(
+                    f"{key} is not supported by the asyncio drivers; pass "
+                    "ssl=ssl.create_default_context(cafile=...) instead"
+                )
+        if options.pop("ssl_disabled", False) is True:
+            options["ssl"] = None
+        for key in _DATABASE_KEYS:
+            if key in options and key != self.database_kwarg:
+                if self.database_kwarg in options:
+                    raise InvalidArgumentTypeError("pass the database once, as database=")
+                options[self.database_kwarg] = options.pop(key)
+        options.setdefault("autocommit", True)
+        options.setdefault("charset", "utf8mb4")
+        # Both drivers take whole seconds of at least 1 here.
+        options.setdefault("connect_timeout", max(1, int(connect_timeout + 0.999)))
+        return options
+
+    async def connect(self, options: dict[str, Any]) -> Any:
+        """Open a connection with ready ``options`` (see :meth:`connect_options`).
+
+        :returns: the driver's connection object.
+        """
+        return await self.module.connect(**options)
+
+    # -- statements ---------------------------------------------------------------------------
+
+    async def cursor(self, raw: Any) -> Any:
+        """:returns: a cursor that may be reused for every statement on ``raw``."""
+        cursor = raw.cursor()
+        # aiomysql hands out an awaitable that makes the cursor, asyncmy the cursor itself.
+        return await cursor if inspect.isawaitable(cursor) else cursor
+
+    async def query(self, cursor: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one statement and return all its rows.
+
+        :param cursor: a cursor from :meth:`cursor`.
+        :param sql: the statement, with ``%s`` placeholders.
+        :param params: the values for the placeholders, sent through the driver's escaping.
+        """
+        await cursor.execute(sql, tuple(params))
+        # aiomysql answers fetchall() with a done future, asyncmy with a coroutine.
+        return [tuple(row) for row in await cursor.fetchall()]
+
+    def close(self, raw: Any) -> None:
+        """Close ``raw`` at once, without a goodbye: safe at any moment, even mid-statement.
+
+        The server sees the socket close, ends the session and frees its lock.
+        """
+        with contextlib.suppress(Exception):
+            raw.close()
+
+    async def quit(self, raw: Any) -> None:
+        """Close ``raw`` politely (``COM_QUIT``); the caller bounds the time it may take."""
+        await raw.ensure_closed()
+
+    # -- facts about a connection -------------------------------------------------------------
+
+    def connection_id(self, raw: Any) -> int:
+        """:returns: the server's id of the connection's session (``CONNECTION_ID()``)."""
+        return int(raw.thread_id())
+
+    def server_version(self, raw: Any) -> str:
+        """:returns: the version string the server announced in its handshake."""
+        version = raw.get_server_info()
+        return version.decode() if isinstance(version, bytes) else str(version)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def is_driver_error(self, exc: BaseException) -> bool:
+        """:returns: whether ``exc`` was raised by the driver (a DB-API ``Error``)."""
+        return isinstance(exc, self.module.Error)
+
+    def error_code(self, exc: BaseException) -> int | None:
+        """:returns: the server or client error number carried by ``exc``, if any."""
+        args = getattr(exc, "args", ())
+        if args and isinstance(args[0], int):
+            return args[0]
+        return None
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        """Tell whether ``exc`` means that the connection can no longer be used.
+
+        :returns: ``True`` for socket errors, interface errors and the lost-connection codes.
+        """
+        if isinstance(exc, (OSError, EOFError)):
+            return True
+        if not self.is_driver_error(exc):
+            return False
+        if isinstance(exc, self.module.InterfaceError):
+            return True
+        return connection_lost(self.error_code(exc))
+
+
+class AiomysqlAdapter(AsyncDriverAdapter):
+    """aiomysql: PyMySQL's protocol on asyncio streams (pure Python)."""
+
+    name = "aiomysql"
+    extra = "aiomysql"
+    database_kwarg = "db"
+
+
+class AsyncmyAdapter(AsyncDriverAdapter):
+    """asyncmy (Cython), 0.2.13 or later.
+
+    Earlier releases left the stream out of step when a query was cancelled, so that the next
+    query on the connection could receive the cancelled one's rows (asyncmy issue 103, fixed
+    in 0.2.13): a lock library cannot run on them.
+    """
+
+    name = "asyncmy"
+    extra = "asyncmy"
+    #: The oldest safe release.
+    minimum: ClassVar[tuple[int, int, int]] = (0, 2, 13)
+
+    def check_version(self) -> None:
+        """Refuse asyncmy releases before 0.2.13."""
+        try:
+            installed = importlib.metadata.version("asyncmy")
+        except importlib.metadata.PackageNotFoundError:
+            return  # a build without metadata: nothing to compare
+        numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:3])
+        if numbers < self.minimum:
+            raise DriverNotInstalledError(
+                f"asyncmy {installed} is installed; PyMySQLLock needs asyncmy >= 0.2.13, "
+                "because earlier releases could hand a cancelled query's rows to the next "
+                "query: pip install 'PyMySQLLock[asyncmy]'"
+            )
+
+
+_ADAPTERS: dict[str, type[AsyncDriverAdapter]] = {
+    "aiomysql": AiomysqlAdapter,
+    "asyncmy": AsyncmyAdapter,
+}
+#: The ``driver=`` names :class:`~PyMySQLLock.aio.AsyncLocker` accepts, default first.
+ASYNC_DRIVER_NAMES = tuple(_ADAPTERS)
+
+
+def resolve_async_adapter(driver: Any) -> AsyncDriverAdapter:
+    """Find the adapter for ``driver``.
+
+    :param driver: ``"aiomysql"``, ``"asyncmy"``, an :class:`AsyncDriverAdapter`, or
+        ``None`` for the first of those importable in that order.
+    :returns: a new adapter (or ``driver`` itself), its module imported.
+    :raises DriverNotInstalledError: if the driver cannot be imported.
+    :raises InvalidArgumentError: for an unknown driver name.
+    :raises InvalidArgumentTypeError: for anything else.
+    """
+    if isinstance(driver, AsyncDriverAdapter):
+        adapter = driver
+    elif driver is None:
+        for name in ASYNC_DRIVER_NAMES:
+            candidate = _ADAPTERS[name]()
+            with contextlib.suppress(DriverNotInstalledError):
+                candidate.module  # noqa: B018 - imports it
+                return candidate
+        raise DriverNotInstalledError(
+            "no asyncio MySQL driver is installed; install one with "
+            "'pip install PyMySQLLock[aiomysql]' or 'pip install PyMySQLLock[asyncmy]'"
+        )
+    elif isinstance(driver, str):
+        if driver not in _ADAPTERS:
+            raise InvalidArgumentError(
+                f"unknown asyncio driver {driver!r}; use one of "
+                f"{', '.join(ASYNC_DRIVER_NAMES)} (the blocking drivers work with Locker)"
+            )
+        adapter = _ADAPTERS[driver]()
+    else:
+        raise InvalidArgumentTypeError(
+            "driver must be a driver name, an AsyncDriverAdapter or None, "
+            f"not {type(driver).__name__}"
+        )
+    adapter.module  # noqa: B018 - fail now, not at the first acquire
+    return adapter

@@ -1,0 +1,362 @@
+"""A named lock held on a dedicated server session, for asyncio.
+
+An :class:`AsyncLock` is handed out by :meth:`PyMySQLLock.aio.AsyncLocker.lock`. While held it
+owns one connection, whose session holds the server's ``GET_LOCK``; the AsyncLocker's keepalive
+task checks that session every refresh interval and reports the lock lost as soon as it no
+longer holds it.
+
+Cancellation is safe at every ``await``: a cancelled acquire either returns its idle session to
+the pool (nothing was asked of the server) or closes it (a ``GET_LOCK`` was sent, whatever its
+fate), and the server frees whatever a closed session held. A cancelled release closes the
+session too. Between the server's answer and the lock's bookkeeping there is no ``await``, so a
+granted lock is always either recorded as held or closed away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from ..connection import SessionLost, StatementFailed, died_in_pool
+from ..errors import (
+    InvalidArgumentTypeError,
+    LockAlreadyHeldError,
+    LockConnectionError,
+    LockError,
+    LockLostError,
+    LockNotHeldError,
+    LockTimeoutError,
+)
+from ..names import cached_server_name, server_name, validate_name
+from ..statements import (
+    GET_LOCK,
+    RELEASE_LOCK,
+    Acquire,
+    Release,
+    acquire_answer,
+    acquire_failure,
+    release_answer,
+)
+from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval, validate_timeout
+from .session import AsyncSession
+
+if TYPE_CHECKING:
+    from .locker import AsyncLocker
+
+__all__ = ["AsyncLock", "AsyncOnLost"]
+
+logger = logging.getLogger("PyMySQLLock")
+
+_IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
+#: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
+_POLL_SECONDS = 0.02
+_DEFAULT_INTERVAL = float(DEFAULT_REFRESH_INTERVAL)
+
+#: The type of ``on_lost``: a function or a coroutine function taking the lost lock.
+AsyncOnLost = Callable[["AsyncLock"], Union[Awaitable[Any], Any]]
+
+
+class AsyncLock:
+    """A named lock for asyncio: mutual exclusion across every process on the same server.
+
+    Create it with :meth:`PyMySQLLock.aio.AsyncLocker.lock`. Not re-entrant; may be acquired
+    again after it was released. Use it from the event loop of its AsyncLocker.
+
+    :param locker: the AsyncLocker whose sessions and keepalive the lock uses.
+    :param name: the lock name (any non-empty :class:`str`; see :mod:`PyMySQLLock.names`).
+    :param timeout: the default for :meth:`acquire` and ``async with``: ``-1`` waits forever,
+        ``0`` tries once, a positive number waits that many seconds.
+    :param refresh_interval_secs: the default seconds between two keepalive checks.
+    :param on_lost: called as ``on_lost(lock)``, once, when a held lock is found lost; a
+        coroutine function is run as a task of its own.
+    :raises InvalidArgumentTypeError: for a name that is not a :class:`str`, a non-number
+        timeout or interval, or an ``on_lost`` that is not callable.
+    :raises InvalidArgumentError: for an empty name or an out-of-range timeout or interval.
+    """
+
+    def __init__(
+        self,
+        locker: AsyncLocker,
+        name: str,
+        *,
+        timeout: float = FOREVER,
+        refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
+        on_lost: AsyncOnLost | None = None,
+    ) -> None:
+        if type(name) is str and name:
+            self._name = name
+            self._server_name = cached_server_name(name, locker.namespace)
+        else:
+            self._name = validate_name(name)
+            self._server_name = server_name(self._name, locker.namespace)
+        self._timeout = math.inf if timeout is FOREVER else validate_timeout(timeout)
+        self._interval = (
+            _DEFAULT_INTERVAL
+            if refresh_interval_secs is DEFAULT_REFRESH_INTERVAL
+            else validate_interval(refresh_interval_secs)
+        )
+        if on_lost is not None and not callable(on_lost):
+            raise InvalidArgumentTypeError("on_lost must be a callable or None")
+        self._on_lost = on_lost
+        self._locker = locker
+        self._state = _IDLE
+        self._session: AsyncSession | None = None
+        self._was_lost = False
+        self._held_interval = self._interval
+        #: A new object per hold: the keepalive's entries of an earlier hold no longer match.
+        self._hold: object = None
+
+    # -- read-only views ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name given to :meth:`~PyMySQLLock.aio.AsyncLocker.lock`."""
+        return self._name
+
+    @property
+    def server_name(self) -> str:
+        """The name the server sees: namespaced, and hashed when too long (see :mod:`.names`)."""
+        return self._server_name
+
+    @property
+    def locker(self) -> AsyncLocker:
+        """The :class:`~PyMySQLLock.aio.AsyncLocker` this lock belongs to."""
+        return self._locker
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lock was held and then lost, since the last :meth:`acquire`."""
+        return self._was_lost
+
+    @property
+    def connection_id(self) -> int | None:
+        """The server's id of the session holding the lock (``CONNECTION_ID()``), if held."""
+        session = self._session
+        return session.connection_id if session is not None and self._state == _HELD else None
+
+    def locked(self) -> bool:
+        """:returns: whether this object holds the lock and it is not known to be lost."""
+        return self._state == _HELD
+
+    def ensure_held(self) -> None:
+        """Raise unless the lock is held; call it before each step of work the lock protects.
+
+        :raises LockLostError: if the lock was held and has been lost.
+        :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+        """
+        if self._was_lost:
+            raise LockLostError(f"lock {self._name!r} was lost")
+        if self._state != _HELD:
+            raise LockNotHeldError(f"lock {self._name!r} is not held")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name!r} {self._state}>"
+
+    # -- acquire ------------------------------------------------------------------------------
+
+    async def acquire(
+        self, timeout: float | None = None, refresh_interval_secs: float | None = None
+    ) -> bool:
+        """Wait for the lock and hold it.
+
+        Cancelling the task (directly, or through :func:`asyncio.timeout` or
+        :func:`asyncio.wait_for`) at any moment leaves the lock not held by this process.
+
+        :param timeout: ``-1`` waits forever, ``0`` tries once, a positive number waits at most
+            that many seconds. ``None``: the value given to
+            :meth:`~PyMySQLLock.aio.AsyncLocker.lock` (``-1`` unless set).
+        :param refresh_interval_secs: seconds between two keepalive checks while held.
+            ``None``: the value given to :meth:`~PyMySQLLock.aio.AsyncLocker.lock`.
+        :returns: ``True`` once held; ``False`` only when the timeout expired.
+        :raises LockAlreadyHeldError: if this object holds the lock or is acquiring it.
+        :raises DeadlockError: if waiting would deadlock with another session.
+        :raises AcquireInterruptedError: if the server ended the wait (``KILL QUERY``, a
+            statement time limit).
+        :raises LockConnectionError: if the server cannot be reached.
+        :raises UnsupportedServerError: if the server refuses user locks.
+        :raises LockError: if the AsyncLocker is closed.
+        :raises InvalidArgumentError: for an out-of-range timeout or interval (before anything
+            is sent).
+        """
+        seconds = self._timeout if timeout is None else validate_timeout(timeout)
+        interval = (
+            self._interval
+            if refresh_interval_secs is None
+            else validate_interval(refresh_interval_secs)
+        )
+        if self._state in (_HELD, _ACQUIRING):
+            raise LockAlreadyHeldError(f"lock {self._name!r} is already {self._state}")
+        self._state = _ACQUIRING
+        self._was_lost = False
+        try:
+            session = await self._wait(seconds)
+        finally:
+            # No await between the server's answer and here: a granted lock is recorded.
+            self._state = _IDLE
+        if session is None:
+            logger.debug("lock %r not acquired within %s s", self._name, seconds)
+            return False
+        locker = self._locker
+        if locker.closed:
+            # close() ran while the server answered: it must not miss a lock to release.
+            locker._pool.discard(session)
+            raise LockError("this AsyncLocker is closed")
+        self._state = _HELD
+        self._session = session
+        self._held_interval = interval
+        self._hold = hold = object()
+        locker._lock_held(self, hold, interval)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("lock %r acquired on connection %s", self._name, session.connection_id)
+        return True
+
+    async def _wait(self, seconds: float) -> AsyncSession | None:
+        """Wait on the server in bounded chunks; return the session holding the lock, or None.
+
+        A chunk never exceeds the read timeout, so an endless wait still notices a dead server.
+        """
+        pool = self._locker._pool
+        deadline = time.monotonic() + seconds
+        session, reused = await pool.checkout()
+        while True:
+            started = time.monotonic()
+            chunk = pool.wait_chunk(deadline - started)
+            try:
+                row = await session.run(GET_LOCK, (self._server_name, chunk))
+            except SessionLost as lost:
+                pool.discard(session)
+                if died_in_pool(reused, started):
+                    session, reused = await pool.checkout(fresh=True)
+                    continue
+                raise LockConnectionError(
+                    f"lost the connection while acquiring lock {self._name!r}: {lost}"
+                ) from lost.__cause__
+            except StatementFailed as failure:
+                outcome = acquire_failure(self._name, failure.code, failure.message)
+                if isinstance(outcome, LockError):
+                    pool.checkin(session)
+                    raise outcome from failure.__cause__
+            except BaseException:
+                # Cancelled with the statement sent: the answer may be a grant. The session
+                # was closed by run(), which ends it on the server with anything it got.
+                pool.discard(session)
+                raise
+            else:
+                outcome = acquire_answer(self._name, row)
+            reused = False
+            if outcome is Acquire.GRANTED:
+                return session
+            if isinstance(outcome, LockError):
+                pool.checkin(session)
+                raise outcome
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pool.checkin(session)
+                return None
+            if chunk == 0:
+                try:
+                    await asyncio.sleep(min(_POLL_SECONDS, remaining))
+                except BaseException:
+                    pool.checkin(session)  # nothing in flight: the session holds nothing
+                    raise
+
+    # -- release ------------------------------------------------------------------------------
+
+    async def release(self) -> None:
+        """Release the lock.
+
+        The lock stops counting as held at once. If the task is cancelled while the server
+        answers, the session is closed instead, which frees the lock just the same.
+        Releasing a lock that was lost only cleans up: the loss was already reported.
+
+        :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+        """
+        if self._state == _LOST:
+            self._state = _IDLE
+            return
+        session = self._session
+        if self._state != _HELD or session is None:
+            raise LockNotHeldError(f"lock {self._name!r} is not held")
+        self._session = None
+        self._state = _IDLE
+        self._hold = None
+        locker = self._locker
+        locker._lock_released(self)
+        pool = locker._pool
+        try:
+            async with session.mutex:
+                row = await session.run(RELEASE_LOCK, (self._server_name,))
+        except SessionLost as exc:
+            pool.discard(session)
+            self._report_lost(f"the connection failed during release: {exc}")
+            return
+        except StatementFailed as exc:
+            pool.discard(session)
+            self._report_lost(f"the server refused to release it: {exc.message}")
+            return
+        except BaseException:
+            pool.discard(session)  # closing frees the lock on the server
+            raise
+        outcome = release_answer(row)
+        if outcome is Release.RELEASED:
+            pool.checkin(session)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("lock %r released", self._name)
+            return
+        pool.discard(session)
+        self._report_lost(outcome.lost_reason or "")
+
+    # -- loss ---------------------------------------------------------------------------------
+
+    def _declare_lost(self, session: AsyncSession, reason: str) -> None:
+        """Called by the keepalive when a check failed."""
+        if self._state != _HELD or self._session is not session:
+            return  # released meanwhile: release() reports what it finds
+        self._state = _LOST
+        self._session = None
+        self._hold = None
+        self._was_lost = True
+        self._locker._lock_released(self)
+        self._locker._pool.discard(session)
+        self._report_lost(reason)
+
+    def _report_lost(self, reason: str) -> None:
+        self._was_lost = True
+        logger.warning("lock %r was lost: %s", self._name, reason)
+        if self._on_lost is None:
+            return
+        try:
+            result = self._on_lost(self)
+        except Exception:
+            logger.exception("on_lost callback for lock %r raised", self._name)
+            return
+        if inspect.isawaitable(result):
+            self._locker._run_callback(self._name, result)
+
+    # -- context manager ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncLock:
+        if not await self.acquire():
+            shown = "ever" if math.isinf(self._timeout) else f"{self._timeout} s"
+            raise LockTimeoutError(f"lock {self._name!r} was not acquired within {shown}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        lost = self._was_lost
+        await self.release()
+        if (lost or self._was_lost) and exc_type is None:
+            raise LockLostError(
+                f"lock {self._name!r} was lost while the async with block ran; "
+                "its work may have overlapped with another holder"
+            )

@@ -1,0 +1,252 @@
+"""The sessions of one :class:`~PyMySQLLock.aio.AsyncLocker`: opening, pooling, closing.
+
+A session that holds no lock waits in the pool for the next acquire or administrative call; a
+session that holds a lock belongs to its lock until released. The pool also learns the
+server's facts from the first connection, and runs administrative statements on idle sessions
+with the one retry rule of the blocking code (:func:`~PyMySQLLock.connection.died_in_pool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any, Callable, TypeVar
+
+from ..connection import SessionLost, StatementFailed, died_in_pool
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockConnectionError, LockError
+from ..server import ServerInfo
+from ..statements import PROBE, admin_error, server_info, wait_chunks
+from ..timeouts import chunk_seconds
+from .drivers import AsyncDriverAdapter
+from .session import AsyncSession
+
+__all__ = ["AsyncPool"]
+
+logger = logging.getLogger("PyMySQLLock")
+
+T = TypeVar("T")
+# Connect arguments that must never appear in a message.
+_SECRET_KWARGS = ("password", "passwd", "password1", "password2", "password3")
+
+
+def _close_if_opened(task: asyncio.Future[AsyncSession]) -> None:
+    """Close the session of a connect whose caller was cancelled while it was under way."""
+    if task.cancelled():
+        return
+    if task.exception() is None:  # reading it also keeps asyncio from logging it
+        task.result().close()
+
+
+class AsyncPool:
+    """Idle sessions, sessions in use, and how to open more.
+
+    :param adapter: the driver adapter.
+    :param connect_kwargs: the driver-neutral ``connect()`` arguments.
+    :param read_timeout: seconds any statement may take before its connection counts as lost.
+    :param size: how many idle sessions to keep.
+    """
+
+    def __init__(
+        self,
+        adapter: AsyncDriverAdapter,
+        connect_kwargs: dict[str, Any],
+        read_timeout: float,
+        size: int,
+    ) -> None:
+        self.adapter = adapter
+        self.size = size
+        self.read_timeout = read_timeout
+        self.closed = False
+        self.server: ServerInfo | None = None
+        self._kwargs = connect_kwargs
+        self._options = adapter.connect_options(connect_kwargs, read_timeout)
+        self._idle: list[AsyncSession] = []
+        self._in_use: set[AsyncSession] = set()
+        self._opening: set[asyncio.Future[AsyncSession]] = set()
+        self._max_chunk = 0.0
+        self._full_chunk = 0.0
+
+    @property
+    def sessions(self) -> int:
+        """How many sessions are open (idle or in use)."""
+        return len(self._idle) + len(self._in_use)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def checkout(self, fresh: bool = False) -> tuple[AsyncSession, bool]:
+        """Take an idle session, or open one.
+
+        :param fresh: open a new one even if one is idle.
+        :returns: the session and whether it came from the pool.
+        :raises LockError: if the pool is closed.
+        :raises LockConnectionError: if the server cannot be reached.
+        """
+        if self.closed:
+            raise LockError("this AsyncLocker is closed")
+        if self._idle and not fresh:
+            session = self._idle.pop()
+            self._in_use.add(session)
+            return session, True
+        session = await self._open()
+        if self.closed:
+            session.close()
+            raise LockError("this AsyncLocker is closed")
+        self._in_use.add(session)
+        return session, False
+
+    def checkin(self, session: AsyncSession) -> None:
+        """Give back a healthy session whose server session holds no lock."""
+        self._in_use.discard(session)
+        if not self.closed and not session.broken and len(self._idle) < self.size:
+            self._idle.append(session)
+        else:
+            session.close()
+
+    def discard(self, session: AsyncSession) -> None:
+        """Close a session that must not be reused (with every lock on it)."""
+        self._in_use.discard(session)
+        session.close()
+
+    async def _open(self) -> AsyncSession:
+        # The connect runs in a task of its own: a caller cancelled during the handshake
+        # would otherwise leave a half-open connection that nobody can close. The task
+        # finishes the handshake and closes what it opened.
+        task = asyncio.ensure_future(self._connect())
+        self._opening.add(task)
+        task.add_done_callback(self._opening.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_close_if_opened)
+            raise
+
+    async def _connect(self) -> AsyncSession:
+        adapter = self.adapter
+        try:
+            raw = await adapter.connect(self._options)
+        except Exception as exc:
+            if isinstance(exc, (OSError, asyncio.TimeoutError)) or adapter.is_driver_error(exc):
+                raise LockConnectionError(
+                    f"cannot connect to the MySQL server ({self._target()}) with "
+                    f"{adapter.name}: {self._redact(exc)}"
+                ) from exc
+            rejected = f"{adapter.name}.connect() rejected the arguments: {self._redact(exc)}"
+            if isinstance(exc, (TypeError, AttributeError)):
+                raise InvalidArgumentTypeError(rejected) from exc
+            if isinstance(exc, (ValueError, LookupError)):
+                raise InvalidArgumentError(rejected) from exc
+            raise
+        try:
+            cursor = await adapter.cursor(raw)
+        except BaseException:
+            adapter.close(raw)
+            raise
+        session = AsyncSession(adapter, raw, cursor, self.read_timeout)
+        if self.server is None:
+            try:
+                self.server = await self._probe(session)
+            except BaseException:
+                session.close()
+                raise
+        return session
+
+    async def _probe(self, session: AsyncSession) -> ServerInfo:
+        """Learn the server's flavour and topology once, on the first connection."""
+        announced = self.adapter.server_version(session.raw)
+        try:
+            rows = await session.run_all(PROBE)
+        except StatementFailed:
+            rows = []  # a proxy may refuse SHOW; the handshake still tells the flavour
+        except SessionLost as lost:
+            raise LockConnectionError(f"lost the connection to the server: {lost}") from (
+                lost.__cause__
+            )
+        server = server_info(announced, rows)
+        logger.debug("connected to %s (%s)", server.label, announced)
+        for warning in server.warnings():
+            logger.warning("%s: %s", server.label, warning)
+        self._max_chunk, self._full_chunk = wait_chunks(self.read_timeout, server)
+        return server
+
+    async def ensure_server(self) -> ServerInfo:
+        """Connect once if no connection was made yet; :returns: the server's facts."""
+        if self.server is None:
+            self.checkin((await self.checkout())[0])
+        assert self.server is not None  # noqa: S101 - set by the first connection
+        return self.server
+
+    def wait_chunk(self, remaining: float) -> float:
+        """How long the next server-side wait of an acquire may be.
+
+        :param remaining: seconds left until the acquire's deadline.
+        """
+        if remaining >= self._max_chunk:
+            return self._full_chunk
+        server = self.server
+        fractional = server is not None and server.fractional_timeouts
+        return chunk_seconds(remaining, self._max_chunk, fractional)
+
+    async def on_idle(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work(session)`` on an idle session and give it back.
+
+        A pooled session that fails at once had died in the pool (server restart,
+        ``wait_timeout``): it is closed and the work retried once on a new session.
+
+        :raises LockConnectionError: if the connection fails.
+        :raises LockError: for a server error (with :attr:`LockError.server_code`).
+        """
+        session, reused = await self.checkout()
+        while True:
+            started = time.monotonic()
+            try:
+                result = await work(session)
+            except SessionLost as lost:
+                self.discard(session)
+                if died_in_pool(reused, started):
+                    session, reused = await self.checkout(fresh=True)
+                    continue
+                raise LockConnectionError(f"lost the connection: {lost}") from lost.__cause__
+            except StatementFailed as failure:
+                self.checkin(session)
+                raise admin_error(failure.code, failure.message) from failure.__cause__
+            except BaseException:
+                self.discard(session)
+                raise
+            self.checkin(session)
+            return result
+
+    async def close(self) -> None:
+        """Close every session: idle ones politely, those in use at once."""
+        self.closed = True
+        idle, in_use = self._idle, self._in_use
+        self._idle, self._in_use = [], set()
+        for session in in_use:
+            session.close()
+        if idle:
+            await asyncio.gather(*(session.quit(1.0) for session in idle))
+        if self._opening:
+            # Handshakes under way end by themselves (their callers or callbacks close them).
+            await asyncio.gather(*self._opening, return_exceptions=True)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _target(self) -> str:
+        kwargs = self._kwargs
+        if "unix_socket" in kwargs:
+            where = f"socket {kwargs['unix_socket']}"
+        else:
+            where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
+        user = kwargs.get("user")
+        return where if user is None else f"{where} as {user}"
+
+    def _redact(self, exc: BaseException) -> str:
+        """The exception's message, with any secret from the connect arguments masked."""
+        message = str(exc)
+        for key in _SECRET_KWARGS:
+            secret = self._kwargs.get(key)
+            if isinstance(secret, (str, bytes)) and secret:
+                text = secret.decode(errors="replace") if isinstance(secret, bytes) else secret
+                message = message.replace(text, "***")
+        return message

@@ -18,7 +18,9 @@ does not know fails the run, so that no Python example can escape by a typo.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import re
 import textwrap
 import types
@@ -32,6 +34,8 @@ import pytest
 from server import Server, external_mode, throwaway_possible
 
 import PyMySQLLock
+from PyMySQLLock import aio
+from PyMySQLLock.aio import AsyncLocker
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = (ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst")))
@@ -170,6 +174,7 @@ class DocEnvironment:
     lockers: list[Any] = field(default_factory=list)
     locks: list[Any] = field(default_factory=list)
     connections: list[Any] = field(default_factory=list)
+    async_lockers: list[Any] = field(default_factory=list)
 
     def retarget(self, what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The connect arguments to really use for an example's ``what(*args, **kwargs)``."""
@@ -210,6 +215,23 @@ class DocEnvironment:
 
         return Locker
 
+    def async_locker_class(self) -> type[AsyncLocker]:
+        env = self
+
+        class AsyncLocker(aio.AsyncLocker):
+            __doc__ = aio.AsyncLocker.__doc__
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(**env.retarget("AsyncLocker", args, kwargs))
+                env.async_lockers.append(self)
+
+            def lock(self, name: str, **kwargs: Any) -> aio.AsyncLock:
+                made = super().lock(name, **kwargs)
+                env.locks.append(made)
+                return made
+
+        return AsyncLocker
+
     def pymysql_connect(self, *args: Any, **kwargs: Any) -> Any:
         connection = pymysql.connect(**self.retarget("pymysql.connect", args, kwargs))
         self.connections.append(connection)
@@ -218,6 +240,7 @@ class DocEnvironment:
     def namespace(self, path: Path) -> dict[str, Any]:
         """Fresh globals for the examples of ``path``."""
         package = _proxy(PyMySQLLock, Locker=self.locker_class())
+        async_package = _proxy(aio, AsyncLocker=self.async_locker_class())
         driver = _proxy(pymysql, connect=self.pymysql_connect)
         real_import = builtins.__import__
 
@@ -235,6 +258,8 @@ class DocEnvironment:
                 # import x` takes x from the submodule, which stays the real one.
                 if top == "PyMySQLLock" and (name == top or not fromlist):
                     return package
+                if name == aio.__name__ and fromlist:
+                    return async_package
                 if top == "pymysql" and (name == top or not fromlist):
                     return driver
             return module
@@ -249,6 +274,13 @@ class DocEnvironment:
                 connection.close()
         for locker in self.lockers:
             locker.close()
+        left_open = [locker for locker in self.async_lockers if not locker.closed]
+        for locker in left_open:
+            # Its loop is gone with the example's asyncio.run(): close what can be closed.
+            with contextlib.suppress(Exception):
+                asyncio.run(locker.close())
+        if left_open:
+            pytest.fail(f"examples leave {len(left_open)} AsyncLocker(s) open", pytrace=False)
 
 
 def _proxy(module: types.ModuleType, **overrides: Any) -> types.ModuleType:

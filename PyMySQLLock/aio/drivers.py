@@ -6,10 +6,10 @@ run, the connection's facts (session id, server version), and which exceptions m
 connection is gone. The rules are the blocking adapters' (:mod:`PyMySQLLock.drivers`):
 autocommit, ``utf8mb4``, a bounded handshake, no automatic reconnect (neither driver ever
 reconnects unless asked to); which error codes mean a lost connection is decided by
-:func:`PyMySQLLock.statements.connection_lost`, shared with the blocking code.
+``PyMySQLLock.statements.connection_lost()``, shared with the blocking code.
 
 Neither driver gets a read timeout of its own: the session bounds every statement with an
-asyncio timeout (:mod:`.session`), which works the same on both.
+asyncio timeout (``PyMySQLLock.aio.session``), which works the same on both.
 """
 
 from __future__ import annotations

@@ -165,8 +165,8 @@ class AsyncLock:
     ) -> bool:
         """Wait for the lock and hold it.
 
-        Cancelling the task (directly, or through :func:`asyncio.timeout` or
-        :func:`asyncio.wait_for`) at any moment leaves the lock not held by this process.
+        Cancelling the task (directly, or through ``asyncio.timeout()`` or
+        ``asyncio.wait_for()``) at any moment leaves the lock not held by this process.
 
         :param timeout: ``-1`` waits forever, ``0`` tries once, a positive number waits at most
             that many seconds. ``None``: the value given to

@@ -318,7 +318,7 @@ class AsyncLocker:
     async def close(self) -> None:
         """Release every lock still held, stop the keepalive and close every session.
 
-        Idempotent. Locks and calls of a closed AsyncLocker raise :class:`LockError`.
+        Idempotent. Locks and calls of a closed AsyncLocker raise :class:`~PyMySQLLock.LockError`.
         """
         if self._closed:
             return

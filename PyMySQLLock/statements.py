@@ -60,6 +60,7 @@ __all__ = [
     "admin_error",
     "connection_lost",
     "holder_answer",
+    "keeps_session",
     "kill_failure",
     "listed_details",
     "listed_names",
@@ -160,10 +161,24 @@ def acquire_answer(name: str, row: Row) -> Acquire | LockError:
         return Acquire.GRANTED
     if value is None:
         return AcquireInterruptedError(f"the server interrupted the wait for lock {name!r}")
-    if value == 0:
+    if type(value) is int and value == 0:
         return Acquire.BUSY
-    # Never guess: a value that is neither 1 nor 0 cannot prove the lock is held or free.
-    return LockError(f"acquiring lock {name!r}: unexpected answer {value!r} to GET_LOCK")
+    # Never guess: any other answer cannot prove the lock free, and it may be held on this
+    # session, so the session must go (see keeps_session), and the lock with it.
+    return LockError(f"unexpected answer {value!r} to GET_LOCK of {name!r}")
+
+
+def keeps_session(outcome: Acquire | LockError) -> bool:
+    """Tell whether a session may serve again after :func:`acquire_answer` did not grant.
+
+    (After :func:`acquire_failure` it always may: a server error leaves the session fine.)
+
+    :param outcome: what :func:`acquire_answer` returned.
+    :returns: ``True`` when the session certainly holds nothing: a wait that ended without the
+        lock, or one the server interrupted (NULL). ``False`` for an answer GET_LOCK never
+        gives, and for a grant (the session then holds the lock).
+    """
+    return outcome is Acquire.BUSY or isinstance(outcome, AcquireInterruptedError)
 
 
 def acquire_failure(name: str, code: int | None, message: str) -> Acquire | LockError:

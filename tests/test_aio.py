@@ -29,6 +29,7 @@ from PyMySQLLock import (
 )
 from PyMySQLLock.aio import AsyncLock, AsyncLocker
 from PyMySQLLock.errors import DriverNotInstalledError
+from PyMySQLLock.loss import LossCause
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -111,9 +112,13 @@ async def test_async_with_and_timeout(make_async_locker: MakeAsync, lock_name: s
     first, second = make_async_locker(), make_async_locker()
     async with first.lock(lock_name, timeout=5) as lock:
         assert lock.locked()
-        with pytest.raises(LockTimeoutError):
+        with pytest.raises(LockTimeoutError) as caught:
             async with second.lock(lock_name, timeout=0):
                 pytest.fail("entered a held lock")
+        assert caught.value.name == lock_name
+        assert caught.value.timeout == 0
+        assert caught.value.holder == lock.connection_id
+        assert f"held by connection {lock.connection_id}" in str(caught.value)
     assert not lock.locked()
 
 
@@ -172,6 +177,8 @@ async def test_lost_by_kill_is_detected_by_the_keepalive(
     assert loop.time() - killed_at < 3.5
     assert plain.lost
     assert not plain.locked()
+    assert plain.lost_reason is not None
+    assert plain.lost_reason.cause is LossCause.CONNECTION_LOST
     with pytest.raises(LockLostError):
         plain.ensure_held()
     await plain.release()  # only cleans up
@@ -193,8 +200,11 @@ async def test_async_with_exit_raises_for_a_lost_lock(
             await admin.force_release(lock_name)
             await asyncio.wait_for(lost.wait(), 10)
 
-    with pytest.raises(LockLostError):
+    with pytest.raises(LockLostError) as caught:
         await block()
+    assert caught.value.name == lock_name
+    assert caught.value.reason is not None
+    assert caught.value.reason.cause is LossCause.CONNECTION_LOST
 
 
 async def test_release_finds_a_loss_the_keepalive_has_not_seen(
@@ -208,6 +218,8 @@ async def test_release_finds_a_loss_the_keepalive_has_not_seen(
     await lock.release()
     assert lock.lost
     assert reasons == [lock]
+    assert lock.lost_reason is not None
+    assert lock.lost_reason.cause is LossCause.CONNECTION_LOST
 
 
 async def test_synchronized(make_async_locker: MakeAsync, lock_name: str) -> None:
@@ -356,3 +368,39 @@ async def test_the_loop_watch_catches_a_blocking_step() -> None:
     busy = re.search(r"\(CPU ([\d.]+) s, (\d+) sleeps\)$", watch.reports[1])
     assert busy is not None
     assert float(busy.group(1)) >= 0.05, watch.reports[1]
+
+
+@pytest.mark.lifecycle
+@pytest.mark.slow
+async def test_hung_and_restarted_server(
+    fresh_server: Any, async_driver: str, watch_loop: Any, lock_name: str
+) -> None:
+    """A hung server is noticed within interval + ping timeout; a restart at the next check."""
+    async with AsyncLocker(
+        **fresh_server.connect_kwargs(), driver=async_driver, ping_timeout=1
+    ) as locker:
+        lost: asyncio.Queue[AsyncLock] = asyncio.Queue()
+        lock = locker.lock(lock_name, refresh_interval_secs=0.5, on_lost=lost.put_nowait)
+        assert await lock.acquire()
+        loop = asyncio.get_running_loop()
+        paused_at = loop.time()
+        fresh_server.pause()  # SIGSTOP: connections stay open, nothing answers
+        try:
+            assert await asyncio.wait_for(lost.get(), 10) is lock
+            detected = loop.time() - paused_at
+        finally:
+            fresh_server.resume()
+        assert lock.lost_reason is not None
+        assert lock.lost_reason.cause is LossCause.NO_ANSWER
+        assert detected < 0.5 + 1 + 2.5  # interval + ping timeout, generous for busy CPUs
+        await lock.release()
+
+        assert await lock.acquire(timeout=10)
+        await asyncio.to_thread(fresh_server.restart)
+        assert await asyncio.wait_for(lost.get(), 15) is lock
+        assert lock.lost_reason is not None
+        assert lock.lost_reason.cause is LossCause.CONNECTION_LOST
+        await lock.release()
+        # The locker goes on with new sessions.
+        async with locker.lock(lock_name, timeout=10):
+            pass

@@ -49,10 +49,19 @@ def test_get_lock_null_is_an_interrupted_wait(row: tuple[object, ...] | None) ->
     assert "'job'" in str(outcome)
 
 
-def test_get_lock_unexpected_value_is_never_taken_for_granted() -> None:
-    outcome = statements.acquire_answer("job", (2,))
-    assert isinstance(outcome, LockError)
-    assert "unexpected answer 2" in str(outcome)
+@pytest.mark.parametrize("value", [2, -1, "1", 0.0, False, b"0"])
+def test_get_lock_unexpected_value_is_never_taken_for_granted(value: object) -> None:
+    outcome = statements.acquire_answer("job", (value,))
+    assert type(outcome) is LockError
+    assert f"unexpected answer {value!r}" in str(outcome)
+    # The lock might be held on that session: it must be closed, not pooled.
+    assert not statements.keeps_session(outcome)
+
+
+def test_which_answers_keep_the_session() -> None:
+    assert statements.keeps_session(statements.acquire_answer("job", (0,)))
+    assert statements.keeps_session(statements.acquire_answer("job", (None,)))
+    assert not statements.keeps_session(statements.acquire_answer("job", (1,)))
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 Everything that differs between the two lives here and nowhere else in :mod:`PyMySQLLock.aio`:
 the ``connect()`` keywords and the options every lock connection needs, how one statement is
 run, the connection's facts (session id, server version), and which exceptions mean that the
-connection is gone. The rules are the blocking adapters' (:mod:`PyMySQLLock.drivers`):
-autocommit, ``utf8mb4``, a bounded handshake, no automatic reconnect (neither driver ever
-reconnects unless asked to); which error codes mean a lost connection is decided by
+connection is gone. The rules are the blocking adapters' (:mod:`PyMySQLLock.drivers`), with
+their checks (:mod:`PyMySQLLock.connectoptions`): autocommit, the library's character set,
+plain rows, a bounded handshake, no automatic reconnect (neither driver ever reconnects unless
+asked to); which error codes mean a lost connection is decided by
 ``PyMySQLLock.statements.connection_lost()``, shared with the blocking code.
 
 Neither driver gets a read timeout of its own: the session bounds every statement with an
@@ -18,10 +19,12 @@ import contextlib
 import importlib
 import importlib.metadata
 import inspect
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from ..connectoptions import LIBRARY_CHARSET, check_connect_options
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
 from ..statements import connection_lost
 
@@ -87,26 +90,55 @@ class AsyncDriverAdapter:
 
     # -- connecting ---------------------------------------------------------------------------
 
+    #: Options the library drops on its own connections (collation belongs to the charset,
+    #: converters would change the answers' types).
+    dropped_options: ClassVar[frozenset[str]] = frozenset({"collation", "conv"})
+    #: Options that may change the session's character set after the handshake; with one of
+    #: them the adapter sets it back after connecting.
+    charset_changing_options: ClassVar[frozenset[str]] = frozenset(
+        {"init_command", "read_default_file", "read_default_group"}
+    )
+
+    def owned_options(self) -> dict[str, Any]:
+        """The options the library's connections always have, whatever the user passed.
+
+        As for the blocking drivers: ``autocommit`` (a lock connection never holds a
+        transaction open), the library's ``charset`` (one name is one lock, see
+        :data:`~PyMySQLLock.connectoptions.LIBRARY_CHARSET`), ``str`` results and the plain
+        cursor, so that nothing in an application's settings changes the answer of
+        ``GET_LOCK``.
+        """
+        return {"autocommit": True, "charset": LIBRARY_CHARSET, "use_unicode": True}
+
     def connect_options(self, kwargs: dict[str, Any], connect_timeout: float) -> dict[str, Any]:
         """The driver's ``connect()`` keywords: the user's, plus what a lock connection needs.
 
-        Autocommit keeps a lock connection from holding a transaction open for hours, and
-        ``utf8mb4`` makes the server see exactly the characters of the lock name. A server
-        that accepts TCP connections but never answers must not hang the handshake.
+        The user's options are checked as the blocking drivers' are
+        (:func:`~PyMySQLLock.connectoptions.check_connect_options`); the options the library
+        owns replace the user's; a server that accepts TCP connections but never answers must
+        not hang the handshake.
 
         :param kwargs: the user's keyword arguments (without the read timeout, which the
             session applies itself).
         :param connect_timeout: seconds the handshake may take, unless the user said.
         :returns: a new dict.
-        :raises InvalidArgumentError: for URL TLS options (pass ``ssl=`` instead).
+        :raises InvalidArgumentError: for an option the library cannot use, ``write_timeout``
+            (every statement is bounded by the read timeout instead) and URL TLS options
+            (pass ``ssl=`` instead).
         """
-        options = dict(kwargs)
+        check_connect_options(kwargs, ("connect_timeout", "write_timeout"))
+        if "write_timeout" in kwargs:
+            raise InvalidArgumentError(
+                "write_timeout is not supported by the asyncio drivers: every statement, "
+                "writing included, is bounded by ping_timeout (or read_timeout)"
+            )
         for key in _URL_TLS_OPTIONS:
-            if key in options:
+            if key in kwargs:
                 raise InvalidArgumentError(
                     f"{key} is not supported by the asyncio drivers; pass "
                     "ssl=ssl.create_default_context(cafile=...) instead"
                 )
+        options = {k: v for k, v in kwargs.items() if k not in self.dropped_options}
         if options.pop("ssl_disabled", False) is True:
             options["ssl"] = None
         for key in _DATABASE_KEYS:
@@ -114,11 +146,15 @@ class AsyncDriverAdapter:
                 if self.database_kwarg in options:
                     raise InvalidArgumentTypeError("pass the database once, as database=")
                 options[self.database_kwarg] = options.pop(key)
-        options.setdefault("autocommit", True)
-        options.setdefault("charset", "utf8mb4")
-        # Both drivers take whole seconds of at least 1 here.
-        options.setdefault("connect_timeout", max(1, int(connect_timeout + 0.999)))
+        options.update(self.owned_options())
+        # Both drivers take seconds of at least 1 here.
+        options.setdefault("connect_timeout", max(1, math.ceil(connect_timeout)))
         return options
+
+    async def after_connect(self, raw: Any, options: dict[str, Any]) -> None:
+        """Set the library's character set again if an option may have changed it."""
+        if self.charset_changing_options & options.keys():
+            await raw.set_charset(LIBRARY_CHARSET)
 
     async def connect(self, options: dict[str, Any]) -> Any:
         """Open a connection with ready ``options`` (see :meth:`connect_options`).
@@ -203,6 +239,10 @@ class AiomysqlAdapter(AsyncDriverAdapter):
     extra = "aiomysql"
     database_kwarg = "db"
 
+    def owned_options(self) -> dict[str, Any]:
+        """Also aiomysql's plain cursor."""
+        return {**super().owned_options(), "cursorclass": self.module.Cursor}
+
 
 class AsyncmyAdapter(AsyncDriverAdapter):
     """asyncmy (Cython), 0.2.13 or later.
@@ -216,6 +256,11 @@ class AsyncmyAdapter(AsyncDriverAdapter):
     extra = "asyncmy"
     #: The oldest safe release.
     minimum: ClassVar[tuple[int, int, int]] = (0, 2, 13)
+
+    def owned_options(self) -> dict[str, Any]:
+        """Also asyncmy's plain cursor and plain escaping of ``bytes``."""
+        cursors = importlib.import_module("asyncmy.cursors")
+        return {**super().owned_options(), "cursor_cls": cursors.Cursor, "binary_prefix": False}
 
     def check_version(self) -> None:
         """Refuse asyncmy releases before 0.2.13."""

@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..connection import SessionLost, StatementFailed
+from ..loss import LossCause, LossReason
 from ..statements import NOT_STILL_HELD, STILL_HELD, still_held
 
 if TYPE_CHECKING:
@@ -110,15 +111,21 @@ class AsyncKeepalive:
                     return
                 row = await session.run(STILL_HELD, (lock.server_name,))
         except SessionLost as exc:
-            lock._declare_lost(session, f"the connection failed: {exc}")
+            if isinstance(exc.__cause__, asyncio.TimeoutError):
+                cause = LossCause.NO_ANSWER
+                message = f"the server did not answer the check within {session.read_timeout:g} s"
+            else:
+                cause, message = LossCause.CONNECTION_LOST, f"the connection failed: {exc}"
+            lock._declare_lost(session, LossReason.now(cause, message))
             return
         except StatementFailed as exc:
-            lock._declare_lost(session, f"the server refused the check: {exc.message}")
+            message = f"the server refused the check: {exc}"
+            lock._declare_lost(session, LossReason.now(LossCause.REFUSED, message, exc.code))
             return
         if still_held(row):
             self.watch(lock, hold, lock._held_interval)
         else:
-            lock._declare_lost(session, NOT_STILL_HELD)
+            lock._declare_lost(session, LossReason.now(LossCause.NOT_HELD, NOT_STILL_HELD))
 
     async def stop(self) -> None:
         """Stop the task and every check under way (their sessions are closed)."""

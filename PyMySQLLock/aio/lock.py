@@ -33,7 +33,9 @@ from ..errors import (
     LockNotHeldError,
     LockTimeoutError,
 )
+from ..loss import LossCause, LossReason
 from ..names import cached_server_name, server_name, validate_name
+from ..progress import HOLDER_DETAILS, holder_from_row
 from ..statements import (
     GET_LOCK,
     RELEASE_LOCK,
@@ -41,6 +43,7 @@ from ..statements import (
     Release,
     acquire_answer,
     acquire_failure,
+    keeps_session,
     release_answer,
 )
 from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval, validate_timeout
@@ -108,6 +111,7 @@ class AsyncLock:
         self._state = _IDLE
         self._session: AsyncSession | None = None
         self._was_lost = False
+        self._lost_reason: LossReason | None = None
         self._held_interval = self._interval
         #: A new object per hold: the keepalive's entries of an earlier hold no longer match.
         self._hold: object = None
@@ -135,6 +139,14 @@ class AsyncLock:
         return self._was_lost
 
     @property
+    def lost_reason(self) -> LossReason | None:
+        """Why and when the lock was lost, while :attr:`lost` is true; else ``None``.
+
+        Set before ``on_lost`` is called, so the callback can read it from the lock it gets.
+        """
+        return self._lost_reason if self._was_lost else None
+
+    @property
     def connection_id(self) -> int | None:
         """The server's id of the session holding the lock (``CONNECTION_ID()``), if held."""
         session = self._session
@@ -151,7 +163,9 @@ class AsyncLock:
         :raises LockNotHeldError: if the lock is not held (never acquired, or released).
         """
         if self._was_lost:
-            raise LockLostError(f"lock {self._name!r} was lost")
+            raise LockLostError(
+                f"lock {self._name!r} was lost", name=self._name, reason=self.lost_reason
+            )
         if self._state != _HELD:
             raise LockNotHeldError(f"lock {self._name!r} is not held")
 
@@ -253,7 +267,10 @@ class AsyncLock:
             if outcome is Acquire.GRANTED:
                 return session
             if isinstance(outcome, LockError):
-                pool.checkin(session)
+                if keeps_session(outcome):
+                    pool.checkin(session)
+                else:
+                    pool.discard(session)
                 raise outcome
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -294,11 +311,19 @@ class AsyncLock:
                 row = await session.run(RELEASE_LOCK, (self._server_name,))
         except SessionLost as exc:
             pool.discard(session)
-            self._report_lost(f"the connection failed during release: {exc}")
+            self._report_lost(
+                LossReason.now(
+                    LossCause.CONNECTION_LOST, f"the connection failed during release: {exc}"
+                )
+            )
             return
         except StatementFailed as exc:
             pool.discard(session)
-            self._report_lost(f"the server refused to release it: {exc.message}")
+            self._report_lost(
+                LossReason.now(
+                    LossCause.REFUSED, f"the server refused to release it: {exc}", exc.code
+                )
+            )
             return
         except BaseException:
             pool.discard(session)  # closing frees the lock on the server
@@ -310,25 +335,26 @@ class AsyncLock:
                 logger.debug("lock %r released", self._name)
             return
         pool.discard(session)
-        self._report_lost(outcome.lost_reason or "")
+        self._report_lost(LossReason.now(LossCause.NOT_HELD, outcome.lost_reason or ""))
 
     # -- loss ---------------------------------------------------------------------------------
 
-    def _declare_lost(self, session: AsyncSession, reason: str) -> None:
+    def _declare_lost(self, session: AsyncSession, reason: LossReason) -> None:
         """Called by the keepalive when a check failed."""
         if self._state != _HELD or self._session is not session:
             return  # released meanwhile: release() reports what it finds
         self._state = _LOST
         self._session = None
         self._hold = None
-        self._was_lost = True
         self._locker._lock_released(self)
         self._locker._pool.discard(session)
         self._report_lost(reason)
 
-    def _report_lost(self, reason: str) -> None:
+    def _report_lost(self, reason: LossReason) -> None:
+        # The reason first: on_lost and anyone who sees ``lost`` may read it.
+        self._lost_reason = reason
         self._was_lost = True
-        logger.warning("lock %r was lost: %s", self._name, reason)
+        logger.warning("lock %r was lost: %s", self._name, reason.message)
         if self._on_lost is None:
             return
         try:
@@ -341,10 +367,29 @@ class AsyncLock:
 
     # -- context manager ----------------------------------------------------------------------
 
+    async def _timeout_error(self, message: str) -> LockTimeoutError:
+        """The error for an acquire that timed out, naming the holder when the server tells.
+
+        :param message: what timed out; the holder is appended when it could be looked up.
+        """
+        holder: int | None = None
+        try:
+            row = await self._locker._pool.on_idle(
+                lambda session: session.run(HOLDER_DETAILS, (self._server_name,))
+            )
+        except LockError:
+            pass  # only a detail of an error being raised: never replace that error
+        else:
+            found = holder_from_row(row)
+            holder = found.connection_id
+            message = f"{message}; held by {found}"
+        timeout = -1 if math.isinf(self._timeout) else self._timeout
+        return LockTimeoutError(message, name=self._name, timeout=timeout, holder=holder)
+
     async def __aenter__(self) -> AsyncLock:
         if not await self.acquire():
             shown = "ever" if math.isinf(self._timeout) else f"{self._timeout} s"
-            raise LockTimeoutError(f"lock {self._name!r} was not acquired within {shown}")
+            raise await self._timeout_error(f"lock {self._name!r} was not acquired within {shown}")
         return self
 
     async def __aexit__(
@@ -358,5 +403,7 @@ class AsyncLock:
         if (lost or self._was_lost) and exc_type is None:
             raise LockLostError(
                 f"lock {self._name!r} was lost while the async with block ran; "
-                "its work may have overlapped with another holder"
+                "its work may have overlapped with another holder",
+                name=self._name,
+                reason=self.lost_reason,
             )

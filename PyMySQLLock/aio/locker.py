@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from ..config import parse_url
 from ..connection import StatementFailed
-from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockError, LockTimeoutError
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockError
 from ..names import server_name, validate_name, validate_namespace
 from ..server import ServerInfo
 from ..statements import (
@@ -300,7 +300,7 @@ class AsyncLocker:
                     if on_busy == "skip":
                         logger.info("skipped %s: lock %r is busy", function.__qualname__, name)
                         return None
-                    raise LockTimeoutError(f"lock {name!r} is busy")
+                    raise await lock._timeout_error(f"lock {name!r} is busy")
                 # Released as an async with block would: a loss during the call raises
                 # LockLostError once the function has returned, unless it raised itself.
                 try:

@@ -139,9 +139,14 @@ class AsyncPool:
                 raise InvalidArgumentError(rejected) from exc
             raise
         try:
+            await adapter.after_connect(raw, self._options)
             cursor = await adapter.cursor(raw)
-        except BaseException:
+        except BaseException as exc:
             adapter.close(raw)
+            if isinstance(exc, Exception) and adapter.is_driver_error(exc):
+                raise LockConnectionError(
+                    f"setting up the connection failed: {self._redact(exc)}"
+                ) from exc
             raise
         session = AsyncSession(adapter, raw, cursor, self.read_timeout)
         if self.server is None:

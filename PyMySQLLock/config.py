@@ -11,6 +11,8 @@ Query options (the same names for every driver; the driver adapter translates th
 ``ssl-mode``; see :mod:`PyMySQLLock.tls`), ``ssl_ca``, ``ssl_cert``, ``ssl_key``,
 ``ssl_verify_cert``, ``ssl_verify_identity``, ``ssl_disabled``, plus the Locker's own
 ``namespace``, ``ping_timeout`` and ``pool_size``.
+
+.. versionadded:: 1.0
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ class DriverAdapter:
 
     :param connect: a connect callable to use instead of the driver module's ``connect``
         (PyMySQLLock 0.2.0's ``mysql_lib_connector``).
+
+    .. versionadded:: 1.0
     """
 
     #: The name users pass as ``driver=``; also the module imported.
@@ -859,6 +861,8 @@ def resolve_adapter(
     :raises DriverNotInstalledError: when the driver (or every driver) cannot be imported.
     :raises InvalidArgumentError: for an unknown driver name or connect callable.
     :raises InvalidArgumentTypeError: when ``driver`` is neither a name nor an adapter.
+
+    .. versionadded:: 1.0
     """
     if isinstance(driver, DriverAdapter):
         return driver

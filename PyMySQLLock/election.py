@@ -59,6 +59,8 @@ class Term:
     """One period of leadership of one :class:`Election`.
 
     :param election: the election that won it.
+
+    .. versionadded:: 1.0
     """
 
     def __init__(self, election: Election) -> None:
@@ -123,6 +125,8 @@ class Election:
         leader is told within about this time.
     :raises InvalidArgumentError: for an identity that does not fit or is not printable ASCII.
     :raises InvalidArgumentTypeError: for callbacks that are not callable.
+
+    .. versionadded:: 1.0
     """
 
     def __init__(

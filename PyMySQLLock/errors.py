@@ -38,7 +38,10 @@ __all__ = [
 
 
 class LockError(Exception):
-    """Root of every exception raised by PyMySQLLock."""
+    """Root of every exception raised by PyMySQLLock.
+
+    .. versionadded:: 1.0
+    """
 
     #: The server's error number when the server caused the error, else ``None``.
     server_code: int | None = None
@@ -77,7 +80,10 @@ class LockTimeoutError(LockError, TimeoutError):
 
 
 class LockNotHeldError(LockError, RuntimeError):
-    """An operation needs the lock to be held by this :class:`~PyMySQLLock.Lock`, and it is not."""
+    """An operation needs the lock to be held by this :class:`~PyMySQLLock.Lock`, and it is not.
+
+    .. versionadded:: 1.0
+    """
 
 
 class LockAlreadyHeldError(LockError, RuntimeError):
@@ -85,6 +91,8 @@ class LockAlreadyHeldError(LockError, RuntimeError):
 
     A ``Lock`` object is not re-entrant: a second ``GET_LOCK`` on another connection would wait
     for itself, and one on the same connection would need two releases.
+
+    .. versionadded:: 1.0
     """
 
 
@@ -115,6 +123,8 @@ class DeadlockError(LockError, RuntimeError):
     sessions that hold a lock while they wait; every PyMySQLLock lock waits on a dedicated
     session that holds nothing, so crossed waits between PyMySQLLock locks end at their
     timeouts instead. Take several locks in one fixed order, with timeouts.
+
+    .. versionadded:: 1.0
     """
 
 
@@ -123,17 +133,24 @@ class AcquireInterruptedError(LockError, RuntimeError):
 
     Examples: ``KILL QUERY`` on the waiting session, ``max_statement_time`` or
     ``max_execution_time`` expiring during the wait.
+
+    .. versionadded:: 1.0
     """
 
 
 class AcquireCancelledError(AcquireInterruptedError):
-    """The waiting ``acquire()`` was cancelled by :meth:`~PyMySQLLock.Lock.cancel`."""
+    """The waiting ``acquire()`` was cancelled by :meth:`~PyMySQLLock.Lock.cancel`.
+
+    .. versionadded:: 1.0
+    """
 
 
 class PermissionDeniedError(LockError, PermissionError):
     """The server refused an administrative statement for lack of privilege.
 
     For example ``KILL`` of another account's session; the message names the privilege needed.
+
+    .. versionadded:: 1.0
     """
 
 
@@ -141,27 +158,43 @@ class UnsupportedServerError(LockError, RuntimeError):
     """The server does not support user-level locks in this configuration.
 
     Examples: error 1235 from some MariaDB Galera releases, 1836 on an Aurora reader.
+
+    .. versionadded:: 1.0
     """
 
 
 class LockListingUnavailableError(LockError, RuntimeError):
-    """The server offers no way to list held locks; the message says how to enable one."""
+    """The server offers no way to list held locks; the message says how to enable one.
+
+    .. versionadded:: 1.0
+    """
 
 
 class InvalidArgumentError(LockError, ValueError):
-    """A parameter has the right type but a value that is not allowed (empty name, NaN, ...)."""
+    """A parameter has the right type but a value that is not allowed (empty name, NaN, ...).
+
+    .. versionadded:: 1.0
+    """
 
 
 class InvalidArgumentTypeError(LockError, TypeError):
-    """A parameter has the wrong type (a lock name that is not a :class:`str`, ...)."""
+    """A parameter has the wrong type (a lock name that is not a :class:`str`, ...).
+
+    .. versionadded:: 1.0
+    """
 
 
 class DriverNotInstalledError(LockError, ImportError):
-    """The requested (or any supported) database driver cannot be imported."""
+    """The requested (or any supported) database driver cannot be imported.
+
+    .. versionadded:: 1.0
+    """
 
 
 class LockConnectionError(LockError, ConnectionError):
     """Connecting to the server failed, or the connection broke while no lock depended on it.
 
     The driver's own exception is kept as ``__cause__``. Messages never include passwords.
+
+    .. versionadded:: 1.0
     """

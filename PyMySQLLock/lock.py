@@ -167,6 +167,11 @@ class Lock:
     :raises InvalidArgumentTypeError: for a name that is not a :class:`str`, a non-number
         timeout or interval, or an ``on_lost`` that is not callable.
     :raises InvalidArgumentError: for an empty name or an out-of-range timeout or interval.
+
+    .. versionchanged:: 1.0
+       The constructor also takes ``timeout``, ``refresh_interval_secs`` and ``on_lost``;
+       0.2.0's ``acquired``, ``conn``, ``release_event`` and ``refresh()`` are gone; a lock is
+       a context manager.
     """
 
     def __init__(
@@ -229,22 +234,36 @@ class Lock:
 
     @property
     def name(self) -> str:
-        """The name given to :meth:`~PyMySQLLock.Locker.lock`."""
+        """The name given to :meth:`~PyMySQLLock.Locker.lock`.
+
+        .. versionchanged:: 1.0
+           Read-only.
+        """
         return self._name
 
     @property
     def server_name(self) -> str:
-        """The name the server sees: namespaced, and hashed when too long (see :mod:`.names`)."""
+        """The name the server sees: namespaced, and hashed when too long (see :mod:`.names`).
+
+        .. versionadded:: 1.0
+        """
         return self._server_name
 
     @property
     def locker(self) -> Locker:
-        """The :class:`~PyMySQLLock.Locker` this lock belongs to."""
+        """The :class:`~PyMySQLLock.Locker` this lock belongs to.
+
+        .. versionchanged:: 1.0
+           Read-only.
+        """
         return self._locker
 
     @property
     def lost(self) -> bool:
-        """Whether the lock was held and then lost, since the last :meth:`acquire`."""
+        """Whether the lock was held and then lost, since the last :meth:`acquire`.
+
+        .. versionadded:: 1.0
+        """
         self._forget_parent()
         return self._was_lost
 
@@ -261,13 +280,20 @@ class Lock:
 
     @property
     def connection_id(self) -> int | None:
-        """The server's id of the session holding the lock (``CONNECTION_ID()``), if held."""
+        """The server's id of the session holding the lock (``CONNECTION_ID()``), if held.
+
+        .. versionadded:: 1.0
+        """
         self._forget_parent()
         session = self._session
         return session.connection_id if session is not None and self._state == _HELD else None
 
     def locked(self) -> bool:
-        """:returns: whether this object holds the lock and it is not known to be lost."""
+        """:returns: whether this object holds the lock and it is not known to be lost.
+
+        .. versionchanged:: 1.0
+           ``False`` once the lock is found lost (0.2.0 kept answering ``True``).
+        """
         self._forget_parent()
         return self._state == _HELD
 
@@ -276,6 +302,8 @@ class Lock:
 
         :raises LockLostError: if the lock was held and has been lost.
         :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+
+        .. versionadded:: 1.0
         """
         self._forget_parent()
         if self._was_lost:
@@ -290,6 +318,8 @@ class Lock:
         """The fencing token of the latest acquire; always ``None`` without ``fencing=True``.
 
         See :class:`~PyMySQLLock.fencing.FencedLock`.
+
+        .. versionadded:: 1.0
         """
         return None
 
@@ -305,6 +335,8 @@ class Lock:
 
         :raises LockNotHeldError: if the lock is not held.
         :raises LockLostError: if it was lost, or the session failed in the block.
+
+        .. versionadded:: 1.0
         """
         return holding.caller_cursor(self, transaction=False)
 
@@ -314,6 +346,8 @@ class Lock:
         ``START TRANSACTION`` first; ``COMMIT`` when the block ends, ``ROLLBACK`` when it
         raises. If the session ends before the ``COMMIT`` (the lock lost), the server rolls the
         transaction back and :class:`~PyMySQLLock.LockLostError` is raised.
+
+        .. versionadded:: 1.0
         """
         return holding.caller_cursor(self, transaction=True)
 
@@ -385,6 +419,12 @@ class Lock:
         :raises LockError: if the Locker is closed.
         :raises InvalidArgumentError: for an out-of-range timeout or interval (before anything
             is sent).
+
+        .. versionchanged:: 1.0
+           ``timeout=-1`` waits on MariaDB too (0.2.0 returned at once there); fractions of a second
+           are honoured on every server; other negative timeouts are refused; ``False`` means only
+           that the timeout expired, server errors raise; acquiring a held lock raises
+           :exc:`~PyMySQLLock.LockAlreadyHeldError`.
         """
         seconds = self._timeout if timeout is None else validate_timeout(timeout)
         interval = (
@@ -529,6 +569,8 @@ class Lock:
         ``acquire()`` has ended.
 
         :returns: ``True`` if an acquire was waiting, ``False`` if there was none.
+
+        .. versionadded:: 1.0
         """
         self._forget_parent()
         with self._mutex:
@@ -557,6 +599,11 @@ class Lock:
         :attr:`lost`, ``on_lost`` and the log.
 
         :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+
+        .. versionchanged:: 1.0
+           Raises :exc:`~PyMySQLLock.LockNotHeldError` when not held (0.2.0 raised
+           :exc:`AttributeError`); checks ``RELEASE_LOCK``'s answer and reports a loss it reveals;
+           after a loss it only cleans up.
         """
         self._forget_parent()
         with self._mutex:

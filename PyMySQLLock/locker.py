@@ -118,6 +118,14 @@ class Locker:
     :raises LockConnectionError: if the server cannot be reached with these arguments (only
         without ``lazy``).
     :raises InvalidArgumentError: for a bad ``namespace``, ``ping_timeout`` or ``pool_size``.
+
+    .. versionchanged:: 1.0
+       ``driver``, ``namespace``, ``ping_timeout``, ``pool_size``, ``lazy`` and
+       ``fencing_table`` are the Locker's own arguments, never passed to the driver;
+       ``mysql_lib_connector`` must be a supported driver's ``connect``; failures raise
+       :exc:`~PyMySQLLock.DriverNotInstalledError` or :exc:`~PyMySQLLock.LockConnectionError`;
+       the check connection is kept for the first acquire instead of leaked; usable in a
+       ``with`` statement (see :meth:`close`).
     """
 
     #: The class :meth:`lock` instantiates; set it to a :class:`Lock` subclass to extend locks.
@@ -193,6 +201,8 @@ class Locker:
         :returns: a connected Locker (unless ``lazy=True``).
         :raises InvalidArgumentTypeError: if ``url`` is neither a :class:`str` nor a
             SQLAlchemy ``URL``.
+
+        .. versionadded:: 1.0
         """
         if not isinstance(url, str) and type(url).__module__.startswith("sqlalchemy."):
             from .contrib.sqlalchemy import url_arguments
@@ -220,6 +230,8 @@ class Locker:
         :returns: a connected Locker (unless ``lazy=True``).
         :raises InvalidArgumentError: for an engine of another database, an unsupported or
             asyncio driver, or an engine made with ``creator=``.
+
+        .. versionadded:: 1.0
         """
         from .contrib.sqlalchemy import engine_arguments
 
@@ -242,7 +254,10 @@ class Locker:
 
     @property
     def driver(self) -> DriverAdapter:
-        """The driver adapter in use."""
+        """The driver adapter in use.
+
+        .. versionadded:: 1.0
+        """
         return self._adapter
 
     @property
@@ -250,6 +265,8 @@ class Locker:
         """The server's flavour and version, learned from the first connection.
 
         :raises LockConnectionError: if a lazy Locker must connect now and cannot.
+
+        .. versionadded:: 1.0
         """
         server = self._server
         if server is None:  # a lazy Locker that has not connected yet
@@ -261,7 +278,10 @@ class Locker:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether :meth:`close` was called.
+
+        .. versionadded:: 1.0
+        """
         return self._closed
 
     def lock(
@@ -285,6 +305,10 @@ class Locker:
             :class:`~PyMySQLLock.fencing.FencedLock`; see :attr:`Lock.token`).
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
         :raises InvalidArgumentError: for ``fencing=True`` with a custom :attr:`lock_class`.
+
+        .. versionchanged:: 1.0
+           ``timeout``, ``refresh_interval_secs`` and ``on_lost`` set the lock's defaults; a
+           :attr:`lock_class` gets only those given, so a 0.2.0 subclass keeps working.
         """
         if fencing is not False:
             if fencing is not True:
@@ -322,7 +346,10 @@ class Locker:
 
     @property
     def fencing_table(self) -> str:
-        """The table of fencing tokens, as given (see :meth:`create_fencing_table`)."""
+        """The table of fencing tokens, as given (see :meth:`create_fencing_table`).
+
+        .. versionadded:: 1.0
+        """
         return self._fence.name
 
     def create_fencing_table(self) -> None:
@@ -337,6 +364,8 @@ class Locker:
             read-only, multi-primary Group Replication).
         :raises InvalidArgumentError: if a table of that name exists with another engine, or
             there is no database to put it in.
+
+        .. versionadded:: 1.0
         """
         self._on_idle_session(lambda session: prepare_table(self._fence, self.server, session))
 
@@ -361,6 +390,8 @@ class Locker:
         :param refresh_interval_secs: the default seconds between keepalive checks.
         :param on_lost: called as ``on_lost(semaphore)`` once if the held slot is lost.
         :returns: a new :class:`~PyMySQLLock.Semaphore`.
+
+        .. versionadded:: 1.0
         """
         return Semaphore(
             self,
@@ -385,6 +416,8 @@ class Locker:
         Nothing happens until :meth:`Election.start` (or ``with``).
 
         :returns: a new :class:`~PyMySQLLock.Election`.
+
+        .. versionadded:: 1.0
         """
         return Election(
             self,
@@ -404,6 +437,12 @@ class Locker:
         :returns: the names.
         :raises LockListingUnavailableError: if the server exposes no lock listing; the
             message says how to enable one.
+
+        .. versionchanged:: 1.0
+           Reads ``METADATA_LOCK_INFO`` on MariaDB when installed, else the Performance Schema;
+           raises :exc:`~PyMySQLLock.LockListingUnavailableError` when the server offers no listing;
+           lists granted locks only, each once, only those of the namespace; reuses a pooled
+           connection.
         """
         names = self._on_idle_session(self._list_names)
         shown = (strip_namespace(name, self.namespace) for name in names)
@@ -414,12 +453,17 @@ class Locker:
 
         :param name: the lock name (as given to :meth:`lock`).
         :returns: the holder's connection id (``CONNECTION_ID()``), or ``None`` if free.
+
+        .. versionadded:: 1.0
         """
         row = self._admin("SELECT IS_USED_LOCK(%s)", (self._server_name(name),))
         return None if not row or row[0][0] is None else int(row[0][0])
 
     def is_locked(self, name: str) -> bool:
-        """:returns: whether any session on the server holds ``name`` right now."""
+        """:returns: whether any session on the server holds ``name`` right now.
+
+        .. versionadded:: 1.0
+        """
         return self.holder(name) is not None
 
     def list_locks(self) -> list[LockInfo]:
@@ -430,6 +474,8 @@ class Locker:
 
         :returns: one :class:`~PyMySQLLock.LockInfo` per held lock.
         :raises LockListingUnavailableError: if the server exposes no lock listing.
+
+        .. versionadded:: 1.0
         """
         rows = self._on_idle_session(self._list_details)
         found: dict[str, LockInfo] = {}
@@ -458,6 +504,8 @@ class Locker:
         :raises PermissionDeniedError: if this account may not kill the holder's session
             (MySQL needs ``CONNECTION_ADMIN`` or ``SUPER``, MariaDB ``CONNECTION ADMIN`` or
             ``SUPER``, for another account's session).
+
+        .. versionadded:: 1.0
         """
         holder = self.holder(name)
         if holder is None:
@@ -497,6 +545,8 @@ class Locker:
         :param refresh_interval_secs: keepalive interval while the function runs.
         :returns: the decorator.
         :raises InvalidArgumentError: for an unknown ``on_busy``.
+
+        .. versionadded:: 1.0
         """
         if on_busy not in _ON_BUSY:
             raise InvalidArgumentError(f"on_busy must be one of {', '.join(_ON_BUSY)}")
@@ -595,6 +645,8 @@ class Locker:
         """Release every lock still held, stop the keepalive and close every connection.
 
         Idempotent. Locks and ``acquire()`` calls of a closed Locker raise :class:`LockError`.
+
+        .. versionadded:: 1.0
         """
         if self._closed:
             return

@@ -9,6 +9,8 @@ names. Any other name is mapped deterministically to a readable prefix plus a ha
 
 With a namespace the namespace and :data:`SEPARATOR` come first, and only the part after them is
 hashed, so a namespace's names can always be listed by prefix.
+
+.. versionadded:: 1.0
 """
 
 from __future__ import annotations

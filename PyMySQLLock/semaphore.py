@@ -94,6 +94,8 @@ class Semaphore:
         that is not callable.
     :raises InvalidArgumentError: for a ``limit`` out of range, a bad name, timeout or
         interval.
+
+    .. versionadded:: 1.0
     """
 
     def __init__(

@@ -2,6 +2,8 @@
 
 Server differences that the lock logic needs (today: whether ``GET_LOCK`` honours fractions of
 a second) are answered here, so that no other module compares version strings.
+
+.. versionadded:: 1.0
 """
 
 from __future__ import annotations

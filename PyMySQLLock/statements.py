@@ -341,6 +341,8 @@ class LockInfo:
     :param user: the holder's account user, when the server shows it to this account.
     :param host: the holder's client host, when shown.
     :param held_for: seconds since the lock was granted (MariaDB only; ``None`` elsewhere).
+
+    .. versionadded:: 1.0
     """
 
     name: str

@@ -11,9 +11,9 @@ import pytest
 sqlalchemy = pytest.importorskip("sqlalchemy", reason="SQLAlchemy comes with the test extra")
 
 from sqlalchemy.engine import URL, make_url  # noqa: E402
-from test_security import (  # noqa: E402 - the TLS server fixture and its helpers
+from test_tls import (  # noqa: E402 - the TLS server fixture and its helpers
     _cipher_of_a_lock_connection,
-    _native_tls_options,
+    _native_verifying_options,
     tls,  # noqa: F401 - a fixture
 )
 
@@ -114,20 +114,21 @@ def test_engine_connect_args_carry_over(server, driver, lock_name):
 def test_engine_tls_settings_carry_over(tls, driver, unique_name):  # noqa: F811 - fixture
     """The engine's TLS connect_args reach the Locker's connections: encrypted with the right
     CA, refused with a CA that did not sign the server's certificate."""
+    server = tls.server()
     url = URL.create(
         DIALECTS[driver],
         username="root",
         host="127.0.0.1",
-        port=tls.server.port,
-        database=tls.server.database,
+        port=server.port,
+        database=server.database,
     )
-    engine = sqlalchemy.create_engine(url, connect_args=_native_tls_options(driver, tls.ca))
+    engine = sqlalchemy.create_engine(url, connect_args=_native_verifying_options(driver, tls.ca))
     try:
         with Locker.from_engine(engine, pool_size=1) as locker:
             assert _cipher_of_a_lock_connection(locker, unique_name())
     finally:
         engine.dispose()
-    wrong = _native_tls_options(driver, tls.wrong_ca)
+    wrong = _native_verifying_options(driver, tls.wrong_ca)
     wrong.update({"ssl_mode": "VERIFY_CA"} if driver == "MySQLdb" else {"ssl_verify_cert": True})
     engine = sqlalchemy.create_engine(url, connect_args=wrong)
     try:

@@ -16,9 +16,9 @@ How a waiter waits, without polling:
 3. The head tries the slots once more, then waits on every slot at once: one blocking
    ``GET_LOCK`` per slot, each on its own session (and thread). When a holder releases a slot,
    the server grants it to the session already waiting for it, inside the release itself, so
-   the hand-off costs no round trip and no newcomer can take that slot first. The head then
-   cancels its other waits (``KILL QUERY``), gives back any slot that was granted in the race,
-   and releases the turnstile to the next waiter.
+   the hand-off costs no round trip and no newcomer can take that slot first. The head returns
+   with that slot at once; a background thread then cancels its other waits (``KILL QUERY``),
+   gives back any slot granted in the race, and releases the turnstile to the next waiter.
 
 Fairness: waiters get slots in the order they queued on the turnstile. A newcomer's first
 round of timeout-0 tries can still take a slot that is free while no head is waiting (between
@@ -32,6 +32,7 @@ same ``limit``: a process that declares a larger one uses slots the others do no
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import random
@@ -46,6 +47,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
     LockAlreadyHeldError,
+    LockError,
     LockLostError,
     LockNotHeldError,
     LockTimeoutError,
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
     from .locker import Locker
 
 __all__ = ["MAX_LIMIT", "QUEUE_SUFFIX", "SLOT_MARK", "Semaphore", "slot_name"]
+
+logger = logging.getLogger("PyMySQLLock")
 
 #: The largest ``limit``: the head waiter holds one connection and one thread per slot.
 MAX_LIMIT = 64
@@ -129,6 +133,8 @@ class Semaphore:
         self._acquiring = False
         self._held: Lock | None = None
         self._last: Lock | None = None
+        # Ends the other waits of the last acquire, which returned before they ended.
+        self._settling: threading.Thread | None = None
 
     # -- read-only views ----------------------------------------------------------------------
 
@@ -236,16 +242,53 @@ class Semaphore:
         return True
 
     def _acquire(self, deadline: float, interval: float) -> Lock | None:
+        previous = self._settling
+        if previous is not None:  # the slots of the last acquire's other waits
+            previous.join()
         won = self._try_all(interval)
         if won is not None or time.monotonic() >= deadline:
             return won
         if not self._turnstile.acquire(_left(deadline), interval):
             return None
+        settling: threading.Thread | None = None
         try:
             # A slot may have been released while this waiter queued.
-            return self._try_all(interval) or self._wait_any(deadline, interval)
+            won = self._try_all(interval)
+            if won is not None:
+                return won
+            if self._limit == 1:
+                slot = self._slots[0]
+                return slot if slot.acquire(_left(deadline), interval) else None
+            waits = _Waits(self._slots, deadline, interval)
+            won = waits.first()
+            if won is None:
+                waits.settle(None)  # all timed out or one failed: raises the failure
+                return None
+            # Return at once with the slot; the other waits are ended, and the turnstile
+            # handed on, behind the caller's back (the next acquire() of this object waits).
+            settling = threading.Thread(
+                target=self._settle,
+                args=(waits, won),
+                name=f"PyMySQLLock-semaphore-{self._name}-settle",
+                daemon=True,
+            )
+            self._settling = settling
+            settling.start()
+            return won
         finally:
-            self._turnstile.release()
+            if settling is None:
+                self._turnstile.release()
+
+    def _settle(self, waits: _Waits, won: Lock) -> None:
+        try:
+            waits.settle(won)
+        except Exception:
+            logger.debug("semaphore %r: ending the other waits failed", self._name, exc_info=True)
+        finally:
+            try:
+                self._turnstile.release()
+            except LockError:  # the Locker was closed meanwhile
+                logger.debug("semaphore %r: turnstile already gone", self._name)
 
     def _try_all(self, interval: float) -> Lock | None:
         """Try every slot once with timeout 0, from a random one on."""
@@ -255,67 +298,6 @@ class Semaphore:
             if slot.acquire(0, interval):
                 return slot
         return None
-
-    def _wait_any(self, deadline: float, interval: float) -> Lock | None:
-        """Wait on every slot at once; keep the first one granted and give back the others."""
-        if self._limit == 1:
-            slot = self._slots[0]
-            return slot if slot.acquire(_left(deadline), interval) else None
-        outcomes: queue.SimpleQueue[tuple[Lock, bool, BaseException | None]] = queue.SimpleQueue()
-
-        stop = threading.Event()
-
-        def wait(slot: Lock) -> None:
-            try:
-                if stop.is_set():
-                    raise AcquireCancelledError("a slot was granted before this wait began")
-                outcomes.put((slot, slot.acquire(_left(deadline), interval), None))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                outcomes.put((slot, False, exc))
-
-        threads = [
-            threading.Thread(
-                target=wait, args=(slot,), name=f"PyMySQLLock-semaphore-{slot.name}", daemon=True
-            )
-            for slot in self._slots
-        ]
-        for thread in threads:
-            thread.start()
-        won: Lock | None = None
-        error: BaseException | None = None
-        pending = len(threads)
-        try:
-            while pending and won is None and error is None:
-                slot, acquired, failure = outcomes.get()
-                pending -= 1
-                if acquired:
-                    won = slot
-                elif failure is not None:
-                    error = failure
-        finally:
-            # Ends the other waits; a slot granted in the race is given back below. A thread
-            # may not have begun its acquire() yet, when cancel() finds nothing to cancel: it
-            # then sees the stop flag, or begins and is cancelled on the next round.
-            stop.set()
-            for slot, thread in zip(self._slots, threads):
-                while thread.is_alive():
-                    if slot is not won:
-                        slot.cancel()
-                    thread.join(_CANCEL_ROUND)
-            while pending:
-                slot, acquired, failure = outcomes.get()
-                pending -= 1
-                if acquired and won is None and error is None:
-                    won = slot
-                elif acquired:
-                    slot.release()
-                elif error is None and not isinstance(failure, AcquireCancelledError):
-                    error = failure
-        if error is not None:
-            if won is not None:
-                won.release()
-            raise error
-        return won
 
     def release(self) -> None:
         """Give the slot back.
@@ -359,3 +341,78 @@ class Semaphore:
 def _left(deadline: float) -> float:
     """Seconds until ``deadline`` (infinite stays infinite), never negative."""
     return max(0.0, deadline - time.monotonic())
+
+
+class _Waits:
+    """One blocking wait per slot, each on a thread (and session) of its own.
+
+    :param slots: the slot locks, none held by this semaphore object.
+    :param deadline: when the waits give up (monotonic seconds).
+    :param interval: the keepalive interval of a slot once held.
+    """
+
+    def __init__(self, slots: list[Lock], deadline: float, interval: float) -> None:
+        self._slots = slots
+        self._outcomes: queue.SimpleQueue[tuple[Lock, bool, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
+        self._stop = threading.Event()
+        self._deadline = deadline
+        self._interval = interval
+        self._threads = [
+            threading.Thread(
+                target=self._wait, args=(slot,), name=f"PyMySQLLock-slot-{slot.name}", daemon=True
+            )
+            for slot in slots
+        ]
+        self._pending = len(self._threads)
+        self._error: BaseException | None = None
+        for thread in self._threads:
+            thread.start()
+
+    def _wait(self, slot: Lock) -> None:
+        try:
+            if self._stop.is_set():
+                raise AcquireCancelledError("a slot was granted before this wait began")
+            granted = slot.acquire(_left(self._deadline), self._interval)
+            self._outcomes.put((slot, granted, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._outcomes.put((slot, False, exc))
+
+    def first(self) -> Lock | None:
+        """Wait for the first slot granted.
+
+        :returns: the slot, or ``None`` when every wait ended without one (or one failed:
+            :meth:`settle` raises it).
+        """
+        while self._pending:
+            slot, granted, failure = self._outcomes.get()
+            self._pending -= 1
+            if granted:
+                return slot
+            if failure is not None:
+                self._error = failure
+                return None
+        return None
+
+    def settle(self, won: Lock | None) -> None:
+        """End every other wait; give back a slot granted in the race; raise a failure.
+
+        A thread may not have begun its acquire() yet, when cancel() finds nothing to cancel:
+        it then sees the stop flag, or begins and is cancelled on the next round.
+        """
+        self._stop.set()
+        for slot, thread in zip(self._slots, self._threads):
+            while thread.is_alive():
+                if slot is not won:
+                    slot.cancel()
+                thread.join(_CANCEL_ROUND)
+        while self._pending:
+            slot, granted, failure = self._outcomes.get()
+            self._pending -= 1
+            if granted:
+                slot.release()
+            elif self._error is None and not isinstance(failure, AcquireCancelledError):
+                self._error = failure
+        if self._error is not None and won is None:
+            raise self._error

@@ -22,7 +22,15 @@ from .servers import PeerUnavailable, PrivatePostgres, PrivateRedis, mariadb
 __all__ = ["BENCHMARKS", "main"]
 
 #: Benchmark names, in the order they run; each is ``benchmarks.<name>.run(ctx)``.
-BENCHMARKS: tuple[str, ...] = ("cycle", "handoff", "scale", "contention", "lost", "profile")
+BENCHMARKS: tuple[str, ...] = (
+    "cycle",
+    "handoff",
+    "scale",
+    "contention",
+    "lost",
+    "coordination",
+    "profile",
+)
 # Only these compare against Redis and PostgreSQL; the others never start them.
 _PEER_USERS = frozenset({"cycle", "handoff"})
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -27,6 +27,7 @@ from .errors import (
 )
 from .fencing import FencedLock, FenceTable, prepare_table
 from .fencing_sql import DEFAULT_TABLE
+from .holds import release_after, validate_hold
 from .keepalive import Keepalive
 from .listing import LockInfo
 from .lock import Lock, OnLost
@@ -530,6 +531,7 @@ class Locker:
         timeout: float | None = None,
         on_busy: str = "wait",
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
+        hold_at_least: float | None = None,
     ) -> Callable[[F], F]:
         """Decorate a function so that each call runs while holding ``name``.
 
@@ -543,13 +545,19 @@ class Locker:
             and ``"raise"`` raise :class:`~PyMySQLLock.LockTimeoutError`, ``"skip"`` returns
             ``None`` without calling the function.
         :param refresh_interval_secs: keepalive interval while the function runs.
+        :param hold_at_least: keep the lock until this many seconds after it was taken, even
+            when the function returns (or raises) sooner, so that another host's late trigger
+            finds it busy and skips (ShedLock's ``lockAtLeastFor``). The call returns at once;
+            the Locker's keepalive thread releases the lock when the time is up, and closing
+            the Locker releases it earlier. See :mod:`PyMySQLLock.holds`.
         :returns: the decorator.
-        :raises InvalidArgumentError: for an unknown ``on_busy``.
+        :raises InvalidArgumentError: for an unknown ``on_busy`` or a bad ``hold_at_least``.
 
         .. versionadded:: 1.0
         """
         if on_busy not in _ON_BUSY:
             raise InvalidArgumentError(f"on_busy must be one of {', '.join(_ON_BUSY)}")
+        hold = validate_hold(hold_at_least)
         if timeout is None:
             timeout = -1 if on_busy == "wait" else 0
         self.lock(name, timeout=timeout, refresh_interval_secs=refresh_interval_secs)
@@ -563,14 +571,22 @@ class Locker:
                         logger.info("skipped %s: lock %r is busy", function.__qualname__, name)
                         return None
                     raise lock._timeout_error(f"lock {name!r} is busy")
+                acquired_at = time.monotonic()
                 # Released as a with block would: a loss during the call raises LockLostError
-                # once the function has returned, unless the function itself raised.
+                # once the function has returned, unless the function itself raised. A
+                # minimum hold keeps a lock that is still held.
                 try:
                     result = function(*args, **kwargs)
                 except BaseException as exc:
-                    lock.__exit__(type(exc), exc, exc.__traceback__)
+                    if hold and lock.locked():
+                        release_after(lock, acquired_at, hold)
+                    else:
+                        lock.__exit__(type(exc), exc, exc.__traceback__)
                     raise
-                lock.__exit__(None, None, None)
+                if hold and lock.locked():
+                    release_after(lock, acquired_at, hold)
+                else:
+                    lock.__exit__(None, None, None)
                 return result
 
             return wrapper  # type: ignore[return-value]

@@ -23,6 +23,7 @@ import threading
 from typing import Any, Callable, TypeVar
 
 from ...errors import InvalidArgumentError
+from ...holds import validate_hold
 from ...locker import Locker
 
 __all__ = ["close_lockers", "connect_arguments", "get_locker", "locked"]
@@ -101,6 +102,7 @@ def locked(
     using: str = "default",
     on_busy: str = "skip",
     timeout: float | None = None,
+    hold_at_least: float | None = None,
 ) -> Callable[[F], F]:
     """Run each call of the decorated function while holding a lock.
 
@@ -114,11 +116,15 @@ def locked(
         waits (for ``timeout`` seconds, default forever), ``"raise"`` raises
         :class:`~PyMySQLLock.LockTimeoutError` naming the holder.
     :param timeout: see ``on_busy``; as for :meth:`PyMySQLLock.Locker.synchronized`.
+    :param hold_at_least: keep the lock this many seconds after it was taken even if the
+        function ends sooner, so that a late host skips; as for
+        :meth:`PyMySQLLock.Locker.synchronized` (the process must live that long).
     :returns: the decorator.
-    :raises InvalidArgumentError: for an unknown ``on_busy``.
+    :raises InvalidArgumentError: for an unknown ``on_busy`` or a bad ``hold_at_least``.
     """
     if on_busy not in _ON_BUSY:
         raise InvalidArgumentError(f"on_busy must be one of {', '.join(_ON_BUSY)}")
+    validate_hold(hold_at_least)
 
     def decorator(function: F) -> F:
         lock_name = name or f"{function.__module__}.{function.__qualname__}"
@@ -127,7 +133,7 @@ def locked(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The Locker is looked up per call, not at import: settings may not be ready then.
             synchronized = get_locker(using).synchronized(
-                lock_name, on_busy=on_busy, timeout=timeout
+                lock_name, on_busy=on_busy, timeout=timeout, hold_at_least=hold_at_least
             )
             return synchronized(function)(*args, **kwargs)
 

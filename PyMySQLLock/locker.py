@@ -549,7 +549,7 @@ class Locker:
             when the function returns (or raises) sooner, so that another host's late trigger
             finds it busy and skips (ShedLock's ``lockAtLeastFor``). The call returns at once;
             the Locker's keepalive thread releases the lock when the time is up, and closing
-            the Locker releases it earlier. See :mod:`PyMySQLLock.holds`.
+            the Locker releases it earlier. See :doc:`/coordination`.
         :returns: the decorator.
         :raises InvalidArgumentError: for an unknown ``on_busy`` or a bad ``hold_at_least``.
 

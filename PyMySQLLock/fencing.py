@@ -29,6 +29,7 @@ from .fencing_sql import (
     validate_table,
 )
 from .lock import Lock
+from .statements import RELEASE_LOCK, Release, release_answer
 
 if TYPE_CHECKING:
     from .server import ServerInfo
@@ -156,10 +157,32 @@ class FencedLock(Lock):
                 f"lost the connection while taking the fencing token of lock {self._name!r}: {lost}"
             ) from lost.__cause__
         except BaseException as exc:
-            locker._discard(session)
+            self._give_back(session)
             if self._cancel_requested and not isinstance(exc, AcquireCancelledError):
                 raise AcquireCancelledError(
                     f"acquire of lock {self._name!r} was cancelled"
                 ) from exc
             raise
         return session
+
+    def _give_back(self, session: Session) -> None:
+        """Release a lock whose token could not be taken, before the acquire raises.
+
+        ``RELEASE_LOCK`` frees it before the error reaches the caller, so that a retry or
+        another process finds it free at once; closing the connection would free it only when
+        the server has processed the disconnect. A session that cannot confirm the release is
+        closed instead.
+        """
+        try:
+            with session.mutex:
+                row = session.run(RELEASE_LOCK, (self._server_name,))
+        except (SessionLost, StatementFailed):
+            self._locker._discard(session)  # the acquire's own error is the one to report
+            return
+        except BaseException:
+            self._locker._discard(session)
+            raise
+        if release_answer(row) is Release.RELEASED:
+            self._locker._checkin(session)
+        else:
+            self._locker._discard(session)

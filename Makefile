@@ -29,7 +29,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 PIP := $(VPY) -m pip install --quiet --progress-bar off
 
-.PHONY: help bootstrap sysdeps install test lint type docs bench demo stress stress-aio dist clean distclean
+.PHONY: help bootstrap sysdeps install test lint type docs bench demo stress stress-aio stress-fencing dist clean distclean
 
 help: ## Show this list of targets
 	@echo "usage: make <target> [VENV=$(VENV)] [PYTHON=$(PYTHON)] [PYTEST_ARGS='...']"
@@ -113,6 +113,9 @@ stress: bootstrap ## Run the stress driver (STRESS_ARGS=...)
 stress-aio: bootstrap ## 1,000 random cancellations of async acquires per asyncio driver
 	PYMYSQLLOCK_AIO_CANCELLATIONS=1000 $(VPY) -m pytest -q -p no:cacheprovider \
 		tests/test_aio_cancel.py -k random_cancellations $(PYTEST_ARGS)
+
+stress-fencing: bootstrap ## Paused holders vs fencing tokens, 3 min x 3 drivers (STRESS_ARGS=...)
+	$(VPY) tests/fence_stress.py --require-chaos $(STRESS_ARGS)
 
 ##@ Packaging and cleanup
 

@@ -10,6 +10,9 @@ Backends:
 * ``raw``: the limit. One persistent autocommit connection; ``SELECT GET_LOCK(%s, 10)`` and
   ``SELECT RELEASE_LOCK(%s)``.
 * ``lib``: PyMySQLLock on a warm Locker, a fresh Lock object per cycle, ``acquire(timeout=10)``.
+* ``lib-fenced``: the same with ``fencing=True`` (one more statement: the token's increment).
+* ``lib-fenced-cursor``: ``lib-fenced`` plus one ``SELECT`` through ``lock.cursor()`` while held;
+  a session that ran the caller's statements is closed at release, so every acquire connects.
 * ``cpa``: PyMySQLLock 0.2.0's strategy, written out here: a new connection and a refresh
   thread for every acquire; ``DO RELEASE_LOCK`` and close at release.
 * ``redis-lock``: python-redis-lock on the private Redis, a fresh ``redis_lock.Lock`` per cycle.
@@ -30,6 +33,8 @@ __all__ = ["DRIVERS", "Backend", "Factory", "Spec", "admin_connect", "driver_ava
 
 #: The three drivers, by the name ``Locker(driver=...)`` takes.
 DRIVERS: tuple[str, ...] = ("pymysql", "mysql.connector", "MySQLdb")
+#: The backends that are PyMySQLLock itself, on a shared Locker.
+_LIBRARY_KINDS = frozenset({"lib", "lib-fenced", "lib-fenced-cursor"})
 #: What a lock wait may take before a benchmark counts it as broken.
 WAIT_SECONDS = 10
 # How often the 0.2.0-style refresh thread would ping; never reached within a cycle.
@@ -141,15 +146,21 @@ class _ConnectPerAcquire:
 
 
 class _Library:
-    def __init__(self, locker: Any) -> None:
+    def __init__(self, locker: Any, *, fencing: bool = False, cursor: bool = False) -> None:
         self._locker = locker
         self._lock: Any = None
+        self._fencing = fencing
+        self._cursor = cursor
 
     def acquire(self, name: str) -> None:
-        lock = self._locker.lock(name)
+        lock = self._locker.lock(name, fencing=True) if self._fencing else self._locker.lock(name)
         if not lock.acquire(timeout=WAIT_SECONDS):
             raise RuntimeError(f"acquire({name!r}) timed out")
         self._lock = lock
+        if self._cursor:
+            with lock.cursor() as cursor:
+                cursor.execute("SELECT %s", (lock.token,))
+                cursor.fetchall()
 
     def release(self) -> None:
         self._lock.release()
@@ -218,7 +229,8 @@ class _PgAdvisory:
 class Spec:
     """A backend and its server.
 
-    :param kind: ``raw``, ``lib``, ``cpa``, ``redis-lock`` or ``pg-advisory``.
+    :param kind: ``raw``, ``lib``, ``lib-fenced``, ``lib-fenced-cursor``, ``cpa``,
+        ``redis-lock`` or ``pg-advisory``.
     :param driver: the MySQL driver (``""`` for the peers).
     :param target: where the server listens.
     """
@@ -251,7 +263,7 @@ class Factory:
         with self._mutex:
             if self._shared is None:
                 target = self.spec.target
-                if self.spec.kind == "lib":
+                if self.spec.kind in _LIBRARY_KINDS:
                     from PyMySQLLock import Locker
 
                     assert isinstance(target, MySQLTarget)
@@ -273,8 +285,12 @@ class Factory:
         elif kind == "cpa":
             assert isinstance(target, MySQLTarget)
             backend = _ConnectPerAcquire(self.spec.driver, target)
-        elif kind == "lib":
-            backend = _Library(self.shared())
+        elif kind in _LIBRARY_KINDS:
+            backend = _Library(
+                self.shared(),
+                fencing=kind != "lib",
+                cursor=kind == "lib-fenced-cursor",
+            )
         elif kind == "redis-lock":
             backend = _RedisLock(self.shared())
         elif kind == "pg-advisory":

@@ -40,7 +40,7 @@ def _units(specs: list[Spec]) -> list[list[int]]:
     units: list[list[int]] = []
     pairs: dict[str, list[int]] = {}
     for index, spec in enumerate(specs):
-        if spec.kind in ("raw", "lib"):
+        if spec.kind in ("raw", "lib", "lib-fenced", "lib-fenced-cursor"):
             if spec.driver not in pairs:
                 pairs[spec.driver] = []
                 units.append(pairs[spec.driver])
@@ -152,7 +152,9 @@ def run(ctx: RunContext) -> Section:
             Column("overhead", "+us vs raw", "{:,.0f}"),
         ],
     )
-    specs = ctx.mysql_specs(("raw", "lib", "cpa")) + ctx.peer_specs()
+    specs = (
+        ctx.mysql_specs(("raw", "lib", "lib-fenced", "lib-fenced-cursor", "cpa")) + ctx.peer_specs()
+    )
     block = ctx.size(50, 20)
     # PyMySQL's connect builds a TLS context (~20 ms), the other drivers connect in ~1 ms.
     blocks = [
@@ -161,7 +163,7 @@ def run(ctx: RunContext) -> Section:
     rounds = ctx.size(40, 5)
     ctx.log(f"cycle: {len(specs)} backends, idle CPUs, {ctx.reps} reps x {rounds} rounds")
     _rows(section, specs, run_spawned(measure, specs, ctx.reps, rounds, blocks), "idle")
-    busy_specs = ctx.mysql_specs(("raw", "lib"))
+    busy_specs = ctx.mysql_specs(("raw", "lib", "lib-fenced"))
     ctx.log(f"cycle: {len(busy_specs)} backends, one CPU busy, {ctx.reps} reps x {rounds} rounds")
     busy = _measure_with_spinner(busy_specs, ctx.reps, rounds, [block] * len(busy_specs))
     _rows(section, busy_specs, busy, "1 busy")
@@ -174,8 +176,11 @@ def run(ctx: RunContext) -> Section:
         (
             "raw = SELECT GET_LOCK(%s, 10) + SELECT RELEASE_LOCK(%s) on one persistent "
             "connection; lib = locker.lock(name) + acquire(timeout=10) + release() on a warm "
-            "Locker; cpa = connect per acquire with a refresh thread (PyMySQLLock 0.2.0's "
-            "strategy)"
+            "Locker; lib-fenced = the same with fencing=True (GET_LOCK, the token's INSERT ... "
+            "ON DUPLICATE KEY UPDATE, RELEASE_LOCK); lib-fenced-cursor = lib-fenced plus one "
+            "SELECT through lock.cursor(), whose session is then closed at release instead of "
+            "pooled (so each cycle connects); cpa = connect per acquire with a refresh thread "
+            "(PyMySQLLock 0.2.0's strategy)"
         ),
         (
             "x raw and +us: per round (each backend's block next to its raw loop), median over "

@@ -294,7 +294,7 @@ def _server(url: str | None) -> Iterator[str]:
         yield url
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from PyMySQLLock.sandbox import ThrowawayServer
+    from PyMySQLLock.testing import ThrowawayServer
 
     with ThrowawayServer() as server:
         yield server.url

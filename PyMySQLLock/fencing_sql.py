@@ -79,9 +79,9 @@ ENGINE_QUERY = (
 
 #: Asked once per Locker before its first token: the settings under which tokens can be wrong.
 #: SHOW VARIABLES has no row for a variable the server lacks, so one statement fits every
-#: flavour.
+#: flavour. GLOBAL: a session that turned ``wsrep_on`` off for itself is still on a Galera node.
 SERVER_CHECK = (
-    "SHOW VARIABLES WHERE Variable_name IN ('read_only', 'super_read_only', "
+    "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'super_read_only', "
     "'innodb_read_only', 'wsrep_on', 'group_replication_single_primary_mode', "
     "'group_replication_group_name', 'innodb_flush_log_at_trx_commit')"
 )

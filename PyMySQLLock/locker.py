@@ -305,7 +305,8 @@ class Locker:
         :param fencing: take a fencing token at each acquire, on the holding session (a
             :class:`~PyMySQLLock.fencing.FencedLock`; see :attr:`Lock.token`).
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
-        :raises InvalidArgumentError: for ``fencing=True`` with a custom :attr:`lock_class`.
+        :raises InvalidArgumentError: for ``fencing=True`` with a :attr:`lock_class` that is not
+            a :class:`~PyMySQLLock.fencing.FencedLock`.
 
         .. versionchanged:: 1.0
            ``timeout``, ``refresh_interval_secs`` and ``on_lost`` set the lock's defaults; a
@@ -314,12 +315,15 @@ class Locker:
         if fencing is not False:
             if fencing is not True:
                 raise InvalidArgumentTypeError("fencing must be True or False")
+            fenced: type[Lock] = FencedLock
             if self.lock_class is not Lock:
-                raise InvalidArgumentError(
-                    "fencing=True makes a FencedLock; subclass PyMySQLLock.fencing.FencedLock "
-                    "instead of setting lock_class"
-                )
-            return FencedLock(
+                if not issubclass(self.lock_class, FencedLock):
+                    raise InvalidArgumentError(
+                        "fencing=True needs a FencedLock: make lock_class a subclass of "
+                        "PyMySQLLock.fencing.FencedLock"
+                    )
+                fenced = self.lock_class
+            return fenced(
                 self,
                 name,
                 timeout=timeout,

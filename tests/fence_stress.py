@@ -117,7 +117,7 @@ def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int
                 continue
             token = lock.token
             _log(fd, "acquired", worker=worker, token=token, conn=lock.connection_id)
-            time.sleep(rng.uniform(0.0, 0.03))  # the work; a SIGSTOP usually lands here
+            time.sleep(rng.uniform(0.0, 0.08))  # the work; a SIGSTOP usually lands here
             _log(fd, "write_begin", worker=worker, token=token)
             accepted = _guarded_write(other, token, worker)
             _log(fd, "write", worker=worker, token=token, accepted=accepted)
@@ -249,26 +249,62 @@ def _records(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def _pause_one(db: _Database, log_path: str, fd: int, procs: dict[str, Any], rng: Any) -> None:
+class _Follower:
+    """Reads the log as it grows: the latest ``acquired`` record of each session id."""
+
+    def __init__(self, path: str) -> None:
+        self._handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._partial = ""
+        self.by_conn: dict[int, dict[str, Any]] = {}
+
+    def update(self) -> None:
+        text = self._partial + self._handle.read()
+        lines = text.split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            record = json.loads(line)
+            if record["kind"] == "acquired":
+                self.by_conn[record["conn"]] = record
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _stopped(pid: int, timeout: float = 2.0) -> bool:
+    """Wait until the kernel shows ``pid`` stopped (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The state follows the parenthesised command name, which may contain spaces.
+            if stat.read().rpartition(")")[2].split()[0] == "T":
+                return True
+        time.sleep(0.001)
+    return False
+
+
+def _holder(db: _Database) -> int | None:
+    value = db.query("SELECT IS_USED_LOCK(%s)", (NAME,))[0][0]
+    return None if value is None else int(value)
+
+
+def _pause_one(
+    db: _Database, follower: _Follower, fd: int, procs: dict[str, Any], rng: Any
+) -> None:
     """Freeze the current holder past its loss, wait for a successor's write, resume it."""
-    holder = db.query("SELECT IS_USED_LOCK(%s)", (NAME,))[0][0]
-    if holder is None:
-        return
-    owner = None
-    for record in reversed(_records(log_path)):
-        if record["kind"] == "acquired" and record["conn"] == holder:
-            owner = record
-            break
+    holder = _holder(db)
+    follower.update()
+    owner = follower.by_conn.get(holder) if holder is not None else None
     if owner is None or procs[owner["worker"]].poll() is not None:
         return
     proc = procs[owner["worker"]]
     proc.send_signal(signal.SIGSTOP)
-    killed = True
-    try:
-        db.query("KILL CONNECTION %s", (int(holder),))
-    except Exception:  # noqa: BLE001 - the session may have ended meanwhile
-        killed = False
-    _log(fd, "stopped", worker=owner["worker"], token=owner["token"], conn=holder, killed=killed)
+    # Frozen now, the process cannot release: if its session still holds the lock, the
+    # frozen process is the holder of that token.
+    if not _stopped(proc.pid) or _holder(db) != holder:
+        proc.send_signal(signal.SIGCONT)
+        return
+    db.query("KILL CONNECTION %s", (holder,))
+    _log(fd, "stopped", worker=owner["worker"], token=owner["token"], conn=holder)
     # Frozen between its UPDATE and COMMIT, the holder keeps the guarded row locked, and no
     # successor can write until it is resumed: then the wait ends without a successor's write.
     deadline = time.monotonic() + SUCCESSOR_WAIT
@@ -335,9 +371,11 @@ def run(
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                 )
+            follower = _Follower(log_path)
             while time.monotonic() < deadline - 1.0:
                 time.sleep(rng.uniform(0.3, 1.0))
-                _pause_one(db, log_path, fd, procs, rng)
+                _pause_one(db, follower, fd, procs, rng)
+            follower.close()
             for worker, proc in procs.items():
                 try:
                     _, err = proc.communicate(timeout=SHUTDOWN_GRACE)

@@ -161,6 +161,28 @@ def test_a_table_of_another_engine_is_refused_and_the_lock_freed(
     assert not locker.is_locked(lock_name)
 
 
+def test_lock_class_and_fencing(
+    make_locker: Callable[..., Any], lock_name: str, table: str
+) -> None:
+    from PyMySQLLock import Lock
+    from PyMySQLLock.fencing import FencedLock
+
+    class Plain(Lock):
+        pass
+
+    class Fenced(FencedLock):
+        pass
+
+    locker = make_locker(fencing_table=table)
+    locker.lock_class = Plain
+    with pytest.raises(InvalidArgumentError, match="FencedLock"):
+        locker.lock(lock_name, fencing=True)
+    locker.lock_class = Fenced
+    with locker.lock(lock_name, fencing=True) as lock:
+        assert type(lock) is Fenced
+        assert lock.token == 1
+
+
 def test_bad_arguments_are_refused_before_anything_is_sent(
     make_locker: Callable[..., Any], lock_name: str
 ) -> None:

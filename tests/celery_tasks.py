@@ -1,0 +1,62 @@
+"""The Celery app of tests/test_contrib_celery.py, imported by real worker processes.
+
+Settings come from the environment the test gives the workers: PYMYSQLLOCK_CELERY_DIR (the
+filesystem broker's folders and the journal) and PYMYSQLLOCK_CELERY_CONNECT (JSON connect
+arguments of the test server). Each task appends ``event key pid time`` lines to the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from celery import Celery
+
+from PyMySQLLock import Locker
+from PyMySQLLock.contrib.celery import LockedTask
+
+BASE = Path(os.environ["PYMYSQLLOCK_CELERY_DIR"])
+JOURNAL = BASE / "journal.txt"
+
+app = Celery("celery_tasks")
+app.conf.update(
+    broker_url="filesystem://",
+    broker_transport_options={
+        "data_folder_in": str(BASE / "queue"),
+        "data_folder_out": str(BASE / "queue"),
+        "processed_folder": str(BASE / "processed"),
+        "polling_interval": 0.05,
+    },
+    task_ignore_result=True,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    worker_prefetch_multiplier=1,
+)
+
+# Made at import, as an application does: lazy, so importing touches no server.
+locker = Locker(lazy=True, **json.loads(os.environ["PYMYSQLLOCK_CELERY_CONNECT"]))
+
+
+def note(event: str, key: str) -> None:
+    with JOURNAL.open("a") as journal:
+        journal.write(f"{event} {key} {os.getpid()} {time.time():.6f}\n")
+
+
+@app.task(base=LockedTask, locker=locker, lock_key=lambda key, seconds: key, lock_on_busy="wait")
+def work(key: str, seconds: float) -> None:
+    note("start", key)
+    time.sleep(seconds)
+    note("end", key)
+
+
+@app.task(base=LockedTask, locker=locker, lock_key=lambda key, seconds: key, lock_on_busy="skip")
+def hold(key: str, seconds: float) -> None:
+    note("holding", key)
+    time.sleep(seconds)  # the first run sleeps until the test kills its worker
+
+
+@app.task(base=LockedTask, locker=locker, lock_key=lambda key: key, lock_on_busy="skip")
+def once(key: str) -> None:
+    note("once", key)

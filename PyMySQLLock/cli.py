@@ -77,6 +77,7 @@ __all__ = [
     "parse_args",
     "release_lock",
     "resolve_connection",
+    "split_command_line",
 ]
 
 logger = logging.getLogger("PyMySQLLock")
@@ -270,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         server=True,
     )
     run.usage = (
-        "%(prog)s NAME [-w SECS | -n] [-E CODE] [--refresh SECS] [--grace SECS] "
-        "[connection options] -- COMMAND [ARGS...]"
+        "%(prog)s [-w SECS | -n] [-E CODE] [--refresh SECS] [--grace SECS] "
+        "[connection options] NAME [--] COMMAND [ARGS...]\n\n"
+        "Options end at NAME, as for flock(1): everything after NAME is the command."
     )
     run.add_argument("name", metavar="NAME", help="the lock name")
     waiting = run.add_mutually_exclusive_group()
@@ -309,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECS",
         help="after a lost lock, SIGKILL the command SECS after SIGTERM (default 10)",
     )
-    run.add_argument("command", nargs="*", metavar="COMMAND", help="the command, after --")
+    run.add_argument(
+        "command", nargs="*", metavar="COMMAND", help="the command and its arguments, after NAME"
+    )
 
     listing = command(
         "list", _cmd_list, "List the locks held on the server and their holders.", server=True
@@ -387,29 +391,112 @@ def _rewrite_password_flags(tokens: Sequence[str]) -> list[str]:
     return rewritten
 
 
+_COMMANDS = ("run", "list", "status", "release", "demo")
+
+
+def _value_options(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """The option strings of ``parser`` and its sub-commands that take a value."""
+    found: set[str] = set()
+    for action in parser._actions:  # argparse has no public list of its options
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _value_options(sub)
+        elif action.nargs != 0:
+            found.update(action.option_strings)
+    return frozenset(found)
+
+
+def _option_width(token: str, takes_value: frozenset[str]) -> int:
+    """How many tokens the option ``token`` spans: 2 when its value is the next token."""
+    if token.startswith("--"):
+        return 2 if "=" not in token and token in takes_value else 1
+    # "-w5" and "-P3306" carry their value; "-w" alone takes the next token.
+    return 2 if token in takes_value else 1
+
+
+def split_command_line(
+    tokens: Sequence[str], takes_value: frozenset[str]
+) -> tuple[list[str], list[str] | None]:
+    """Arrange a command line the way flock(1) and the mysql client read theirs.
+
+    Connection options may come before the sub-command: they are moved after it. For ``run``,
+    options end at the lock name, and everything after the name is the command, taken as it
+    is (an optional ``--`` right after the name is dropped): ``run -w 5 NAME cmd --url x``
+    passes ``--url x`` to ``cmd``. The older ``run NAME [options] -- COMMAND`` still works. A
+    ``-h`` with no value after it asks for help (elsewhere ``-h`` is the host, as for mysql).
+
+    :param tokens: the arguments without the program name.
+    :param takes_value: the option strings that take a value.
+    :returns: the tokens for argparse (for ``run``, ending with ``-- NAME``; ``-p`` flags
+        rewritten) and the command of ``run`` (``None`` for the other sub-commands).
+    """
+    tokens = list(tokens)
+    # "--password" alone asks for the password (see _rewrite_password_flags): no value.
+    takes_value = takes_value - {"--password"}
+    if tokens == ["-h"]:
+        return ["--help"], None
+    before: list[str] = []
+    index = 0
+    while index < len(tokens) and tokens[index] not in _COMMANDS:
+        if tokens[index] == "--":
+            break
+        width = _option_width(tokens[index], takes_value) if tokens[index][:1] == "-" else 1
+        before += tokens[index : index + width]
+        index += width
+    if index >= len(tokens) or tokens[index] not in _COMMANDS:
+        return tokens, None
+    # Only --help/--version/-v belong to the top-level parser; the rest go to the command.
+    leading = [t for t in before if t in ("--help", "--version")]
+    moved = [t for t in before if t not in ("--help", "--version")]
+    command, rest = tokens[index], tokens[index + 1 :]
+    if command != "run":
+        if rest[-1:] == ["-h"]:
+            rest[-1] = "--help"
+        return _rewrite_password_flags([*leading, command, *moved, *rest]), None
+    options: list[str] = []
+    position = 0
+    while position < len(rest) and rest[position][:1] == "-" and rest[position] != "-":
+        if rest[position] == "--":
+            position += 1
+            break
+        if rest[position] == "-h" and position == len(rest) - 1:
+            options.append("--help")
+            position += 1
+            break
+        width = _option_width(rest[position], takes_value)
+        options += rest[position : position + width]
+        position += width
+    if position >= len(rest):
+        return _rewrite_password_flags([*leading, command, *moved, *options]), []
+    name, after = rest[position], rest[position + 1 :]
+    if after[:1] == ["--"]:
+        after = after[1:]
+    elif after and after[0][:1] == "-" and "--" in after:
+        # The 1.0 form "run NAME [options] -- COMMAND": options between the name and "--".
+        split = after.index("--")
+        options += after[:split]
+        after = after[split + 1 :]
+    # Only our own options get the mysql client's -p meaning, never the command's.
+    return [*_rewrite_password_flags([*leading, command, *moved, *options]), "--", name], after
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse the command line (without the program name).
 
     :param argv: the arguments.
-    :returns: the namespace; ``command`` holds what follows ``--``.
+    :returns: the namespace; for ``run``, ``command`` holds the command and its arguments.
     :raises SystemExit: for ``--help``, ``--version`` and usage errors, as argparse does.
     """
-    tokens = list(argv)
-    after: list[str] | None = None
-    if "--" in tokens:
-        split = tokens.index("--")
-        tokens, after = tokens[:split], tokens[split + 1 :]
     parser = build_parser()
-    args = parser.parse_args(_rewrite_password_flags(tokens))
+    tokens, command = split_command_line(argv, _value_options(parser))
+    args = parser.parse_args(tokens)
     if not hasattr(args, "handler"):
         parser.print_usage(sys.stderr)
         parser.exit(
             EXIT_USAGE, f"{PROG}: error: a command is required (run, list, status, release, demo)\n"
         )
-    if after is not None:
-        if args.handler is not _cmd_run or args.command:
-            parser.exit(EXIT_USAGE, f"{PROG}: error: unexpected arguments after --\n")
-        args.command = after
+    if command is not None:
+        args.command = command
     args.verbose = getattr(args, "verbose", 0) + args.verbose_before
     return args
 
@@ -480,8 +567,9 @@ def list_locks(locker: Locker, *, prefix: str | None = None, as_json: bool = Fal
         print(json.dumps([lock_record(info) for info in locks], indent=2))
         return EXIT_OK
     if not locks:
-        print("no locks held")
+        print(f"no locks held on {locker.target}")
         return EXIT_OK
+    print(f"locks held on {locker.target}:")
     rows = [("NAME", "HOLDER", "USER@HOST", "HELD FOR")]
     rows += [
         (
@@ -531,10 +619,10 @@ def lock_status(locker: Locker, name: str) -> int:
     """
     holder = locker.holder(name)
     if holder is None:
-        print(f"{_show(name)}: free")
+        print(f"{_show(name)}: free on {locker.target}")
         return EXIT_OK
     details = _holder_details(locker, name, holder)
-    print(f"{_show(name)}: held by connection {holder}{details}")
+    print(f"{_show(name)}: held by connection {holder}{details} on {locker.target}")
     return EXIT_BUSY
 
 

@@ -278,6 +278,15 @@ class Locker:
         return server
 
     @property
+    def target(self) -> str:
+        """Where this Locker connects, for messages (never the password).
+
+        ``host:port as user``, ``socket PATH as user``, or the option file named by
+        ``read_default_file`` when that is where the host comes from.
+        """
+        return self._target()
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called.
 
@@ -809,6 +818,8 @@ class Locker:
         kwargs = self._kwargs
         if "unix_socket" in kwargs:
             where = f"socket {kwargs['unix_socket']}"
+        elif "host" not in kwargs and "read_default_file" in kwargs:
+            where = f"the server of {kwargs['read_default_file']}"
         else:
             where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
         user = kwargs.get("user")

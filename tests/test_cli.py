@@ -534,31 +534,34 @@ def test_list_as_json_follows_the_schema(env, server, root_locker, unique_name):
             assert record["held_for_seconds"] >= 0
     assert records[0]["connection_id"] == first_id
     assert table.returncode == 0
-    header, *rows = table.stdout.splitlines()
+    title, header, *rows = table.stdout.splitlines()
+    assert title == f"locks held on {server.host}:{server.port} as {server.user}:"
     assert header.split() == ["NAME", "HOLDER", "USER@HOST", "HELD", "FOR"]
     assert [row.split()[0] for row in rows] == names
     assert rows[0].split()[1] == str(first_id)
     assert rows[0].split()[2].startswith(f"{server.user}@{server.host}")
 
 
-def test_list_without_matching_locks(env, unique_name):
+def test_list_without_matching_locks(env, server, unique_name):
     prefix = unique_name()
     assert run_cli(env, "list", "--json", "--prefix", prefix).stdout.strip() == "[]"
     result = run_cli(env, "list", "--prefix", prefix)
     assert result.returncode == 0
-    assert result.stdout.strip() == "no locks held"
+    assert result.stdout.strip() == f"no locks held on {server.host}:{server.port} as {server.user}"
 
 
 def test_status_free_and_held(env, server, root_locker, lock_name):
     free = run_cli(env, "status", lock_name)
     assert free.returncode == 0
-    assert free.stdout.strip() == f"{lock_name}: free"
+    where = f"{server.host}:{server.port} as {server.user}"
+    assert free.stdout.strip() == f"{lock_name}: free on {where}"
     with root_locker.lock(lock_name, timeout=0) as lock:
         holder = lock.connection_id
         held = run_cli(env, "status", lock_name)
     assert held.returncode == 1
     assert held.stdout.startswith(f"{lock_name}: held by connection {holder} (")
     assert f"{server.user}@{server.host}" in held.stdout
+    assert held.stdout.strip().endswith(f" on {where}")
 
 
 def test_release_force_frees_a_lock_held_by_another_process(

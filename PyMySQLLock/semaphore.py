@@ -32,6 +32,7 @@ same ``limit``: a process that declares a larger one uses slots the others do no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -260,7 +261,13 @@ class Semaphore:
                 slot = self._slots[0]
                 return slot if slot.acquire(_left(deadline), interval) else None
             waits = _Waits(self._slots, deadline, interval)
-            won = waits.first()
+            try:
+                won = waits.first()
+            except BaseException:
+                # Interrupted (KeyboardInterrupt): no wait may go on to take a slot for nobody.
+                with contextlib.suppress(Exception):
+                    waits.settle(None)
+                raise
             if won is None:
                 waits.settle(None)  # all timed out or one failed: raises the failure
                 return None

@@ -273,13 +273,16 @@ class Election:
             thread = self._thread
             self._cond.notify_all()
         self._end_term(STOPPED)
+        if thread is threading.current_thread():
+            return  # from on_elected: the campaign ends when it returns
         # A campaign waiting on the server: cancel its GET_LOCK until the thread ends (it
         # may be between two statements at the first attempt).
         while thread is not None and thread.is_alive():
             self._lock.cancel()
             thread.join(0.05)
         with self._cond:
-            self._thread = None
+            if self._thread is thread:
+                self._thread = None
 
     def __enter__(self) -> Election:
         return self.start()
@@ -300,6 +303,11 @@ class Election:
             term = self._term
             if term is None or term.ended.is_set():
                 return False
+            if threading.current_thread() is self._thread:
+                # From on_elected: the term ends when it returns; waiting here would wait
+                # for ourselves.
+                term._end(reason)
+                return True
             self._resigning = True
         term._end(reason)
         with self._cond:  # wait until the campaign thread has released
@@ -324,6 +332,9 @@ class Election:
             retry = _RETRY_FIRST
             if elected:
                 self._serve()
+        with self._cond:
+            if self._thread is threading.current_thread():
+                self._thread = None  # stopped from on_elected: start() may run again
 
     def _serve(self) -> None:
         """Serve one term: mark it, tell the application, wait for its end, hand over."""

@@ -148,6 +148,30 @@ def test_term_watches_loss_and_callback_failure_resigns(make_locker, lock_name, 
     assert candidate.wait_for_leadership(0) is None
 
 
+def test_resign_and_stop_from_on_elected(make_locker, lock_name, sql):
+    journal = Journal()
+    terms = itertools.count(1)
+
+    def elected(term: Term) -> None:
+        journal.elected(term)
+        if next(terms) == 1:
+            assert term.election.resign() is True  # ends when this callback returns
+        else:
+            term.election.stop()
+
+    candidate = make_locker().election(
+        lock_name, identity="self", on_elected=elected, on_demoted=journal.demoted
+    )
+    candidate.start()
+    assert journal.next() == ("elected", "self", None)
+    assert journal.next() == ("demoted", "self", "resigned")
+    assert journal.next() == ("elected", "self", None)
+    assert journal.next() == ("demoted", "self", "stopped")
+    candidate.stop()  # the campaign already ended: returns at once
+    assert not candidate.is_leader
+    assert _holder(sql, lock_name) is None
+
+
 def test_leader_marker_is_listed_and_identities_are_checked(make_locker, lock_name):
     locker = make_locker()
     with locker.election(lock_name, identity="web-1") as candidate:

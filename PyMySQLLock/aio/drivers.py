@@ -182,6 +182,21 @@ class AsyncDriverAdapter:
         # aiomysql answers fetchall() with a done future, asyncmy with a coroutine.
         return [tuple(row) for row in await cursor.fetchall()]
 
+    async def execute_write(
+        self, cursor: Any, sql: str, params: Sequence[Any]
+    ) -> tuple[int | None, int | None]:
+        """Run one statement that changes rows.
+
+        :returns: the affected-row count and the insert id of the server's OK packet (set by
+            ``LAST_INSERT_ID(expr)`` too), each ``None`` when the driver has none.
+        """
+        await cursor.execute(sql, tuple(params))
+        affected, insert_id = cursor.rowcount, cursor.lastrowid
+        return (
+            affected if isinstance(affected, int) and affected >= 0 else None,
+            insert_id if isinstance(insert_id, int) else None,
+        )
+
     def close(self, raw: Any) -> None:
         """Close ``raw`` at once, without a goodbye: safe at any moment, even mid-statement.
 

@@ -169,6 +169,11 @@ class AsyncLock:
         if self._state != _HELD:
             raise LockNotHeldError(f"lock {self._name!r} is not held")
 
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the latest acquire; always ``None`` without ``fencing=True``."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} {self._state}>"
 

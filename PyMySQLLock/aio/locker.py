@@ -14,6 +14,8 @@ from typing import Any, Callable, ClassVar, TypeVar
 from ..config import parse_url
 from ..connection import StatementFailed
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockError
+from ..fencing import FenceTable
+from ..fencing_sql import DEFAULT_TABLE
 from ..names import server_name, validate_name, validate_namespace
 from ..server import ServerInfo
 from ..statements import (
@@ -36,6 +38,7 @@ from ..statements import (
 )
 from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_driver_timeout
 from .drivers import ASYNC_DRIVER_NAMES, AsyncDriverAdapter, resolve_async_adapter
+from .fencing import AsyncFencedLock, prepare_table
 from .keepalive import AsyncKeepalive
 from .lock import AsyncLock, AsyncOnLost
 from .pool import AsyncPool
@@ -74,6 +77,9 @@ class AsyncLocker:
     :param ping_timeout: seconds any answer from the server may take before the session
         counts as lost (a ``read_timeout`` connect argument overrides it).
     :param pool_size: how many idle sessions to keep for later acquires.
+    :param fencing_table: the table of fencing tokens (``"table"`` or ``"database.table"``),
+        used by locks made with ``fencing=True``; created on first use. The blocking
+        :class:`~PyMySQLLock.Locker` uses the same table, so their tokens are one sequence.
     :raises DriverNotInstalledError: if the driver cannot be imported.
     :raises InvalidArgumentError: for a bad ``namespace``, ``ping_timeout`` or ``pool_size``.
     """
@@ -88,9 +94,11 @@ class AsyncLocker:
         namespace: str | None = None,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
+        fencing_table: str = DEFAULT_TABLE,
         **connect_kwargs: Any,
     ) -> None:
         self._closed = False
+        self._fence = FenceTable(fencing_table)
         self.namespace = validate_namespace(namespace)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int):
             raise InvalidArgumentTypeError("pool_size must be an int")
@@ -186,6 +194,7 @@ class AsyncLocker:
         timeout: float = FOREVER,
         refresh_interval_secs: float = _DEFAULT_INTERVAL,
         on_lost: AsyncOnLost | None = None,
+        fencing: bool = False,
     ) -> AsyncLock:
         """Make a lock object for ``name``; nothing is sent to the server until it is acquired.
 
@@ -194,15 +203,44 @@ class AsyncLocker:
         :param refresh_interval_secs: the default seconds between keepalive checks.
         :param on_lost: called as ``on_lost(lock)`` once if the held lock is lost; a coroutine
             function runs as a task, which :meth:`close` waits for.
+        :param fencing: take a fencing token at each acquire, on the holding session (an
+            :class:`~PyMySQLLock.aio.fencing.AsyncFencedLock`; see
+            :class:`PyMySQLLock.fencing.FencedLock`).
         :returns: a new :class:`AsyncLock` (of :attr:`lock_class`).
+        :raises InvalidArgumentError: for ``fencing=True`` with a :attr:`lock_class` that is not
+            an :class:`~PyMySQLLock.aio.fencing.AsyncFencedLock`.
         """
-        return self.lock_class(
+        cls = self.lock_class
+        if fencing is not False:
+            if fencing is not True:
+                raise InvalidArgumentTypeError("fencing must be True or False")
+            if cls is AsyncLock:
+                cls = AsyncFencedLock
+            elif not issubclass(cls, AsyncFencedLock):
+                raise InvalidArgumentError(
+                    "fencing=True needs an AsyncFencedLock: make lock_class a subclass of "
+                    "PyMySQLLock.aio.fencing.AsyncFencedLock"
+                )
+        return cls(
             self,
             name,
             timeout=timeout,
             refresh_interval_secs=refresh_interval_secs,
             on_lost=on_lost,
         )
+
+    @property
+    def fencing_table(self) -> str:
+        """The table of fencing tokens, as given."""
+        return self._fence.name
+
+    async def create_fencing_table(self) -> None:
+        """Create the table of fencing tokens now, if it does not exist.
+
+        See :meth:`PyMySQLLock.Locker.create_fencing_table`.
+        """
+        server = await self._pool.ensure_server()
+        await self._pool.on_idle(lambda session: prepare_table(self._fence, server, session))
 
     async def holder(self, name: str) -> int | None:
         """Ask the server who holds ``name``.

@@ -66,14 +66,28 @@ class AsyncSession:
         :raises StatementFailed: when the server rejects the statement (the connection is fine).
         :raises asyncio.CancelledError: when the task is cancelled (the connection is closed).
         """
+        return await self._call(self.adapter.query, sql, params)  # type: ignore[no-any-return]
+
+    async def run_write(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> tuple[int | None, int | None]:
+        """Run one statement that changes rows; raises as :meth:`run_all` does.
+
+        :returns: the affected-row count and the insert id the server reported.
+        """
+        return await self._call(  # type: ignore[no-any-return]
+            self.adapter.execute_write, sql, params
+        )
+
+    async def _call(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
         if self.broken:
             raise SessionLost("the connection was already broken")
         try:
             if sys.version_info >= (3, 11):
                 async with _timeout(self.read_timeout):
-                    return await self.adapter.query(self._cursor, sql, params)
+                    return await method(self._cursor, sql, params)
             return await asyncio.wait_for(  # pragma: no cover - Python 3.9 and 3.10
-                self.adapter.query(self._cursor, sql, params), self.read_timeout
+                method(self._cursor, sql, params), self.read_timeout
             )
         except BaseException as exc:
             adapter = self.adapter

@@ -318,8 +318,12 @@ async def test_arguments_are_checked(
         locker.lock(5)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
         await locker.lock(lock_name).acquire(timeout=-2)
-    with pytest.raises(InvalidArgumentError, match="ssl_ca"):
+    with pytest.raises(InvalidArgumentError, match="write_timeout"):
+        make_async_locker(write_timeout=5)
+    with pytest.raises(InvalidArgumentError, match="TLS files"):
         make_async_locker(ssl_ca="/nonexistent/ca.pem")
+    with pytest.raises(InvalidArgumentError):
+        make_async_locker(ssl_mode="SOMETIMES")
     bad = make_async_locker(password="wrong-password")
     with pytest.raises(LockError) as caught:
         await bad.connect()

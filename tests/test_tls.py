@@ -17,6 +17,7 @@ import pytest
 from server import ThrowawayServer, external_mode, throwaway_possible
 
 from PyMySQLLock import InvalidArgumentError, LockConnectionError, Locker, optionfile
+from PyMySQLLock.aio import AsyncLocker
 from PyMySQLLock.tls import SslMode, tls_request
 
 SCHEMES = {"pymysql": "mysql+pymysql", "mysql.connector": "mysql+mysqlconnector"}
@@ -277,3 +278,63 @@ def test_contradictions_and_unknown_modes_are_refused(server, driver, options, s
     with server_traffic() as traffic, pytest.raises(InvalidArgumentError, match="ssl_"):
         Locker(driver=driver, **server.connect_kwargs(), **options)
     assert traffic.connections == 0
+
+
+# -- the asyncio drivers: the same meaning ------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tls):
+    """The TLS server with the right certificate, started before any event loop runs."""
+    return tls.server()
+
+
+async def _async_cipher(locker: Any, name: str) -> str:
+    """``Ssl_cipher`` of an AsyncLocker's lock connection (see ``_cipher_of_a_lock_connection``)."""
+    lock = locker.lock(name)
+    assert await lock.acquire(0)
+    connection_id = lock.connection_id
+    await lock.release()
+    pool = locker._pool
+    assert await pool.on_idle(lambda s: s.run("SELECT CONNECTION_ID()")) == (connection_id,)
+    row = await pool.on_idle(lambda s: s.run("SHOW SESSION STATUS LIKE 'Ssl_cipher'"))
+    return str(row[1]) if row else ""
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("options", "encrypted"),
+    [
+        ({"ssl_mode": "VERIFY_CA", "ssl_ca": "right"}, True),
+        ({"ssl_ca": "right", "ssl_verify_identity": True}, True),
+        ({"ssl_mode": "REQUIRED"}, True),
+        ({}, True),  # PREFERRED: encrypted when the server offers it
+        ({"ssl_mode": "DISABLED"}, False),
+    ],
+    ids=["verify-ca", "verify-identity", "required", "preferred", "disabled"],
+)
+async def test_async_drivers_give_tls_the_same_meaning(
+    tls, tls_server, async_driver, watch_loop, lock_name, options, encrypted
+):
+    target = tls_server
+    if options.get("ssl_ca") == "right":
+        options = {**options, "ssl_ca": tls.ca}
+    kwargs = {**target.connect_kwargs(), "host": "127.0.0.1", **options}
+    async with AsyncLocker(driver=async_driver, **kwargs) as locker:
+        cipher = await _async_cipher(locker, lock_name)
+    assert bool(cipher) is encrypted, cipher
+
+
+@pytest.mark.asyncio
+async def test_async_drivers_refuse_what_tls_cannot_prove(tls, server, async_driver, watch_loop):
+    target = tls.server()
+    wrong = AsyncLocker(
+        driver=async_driver, **target.connect_kwargs(), ssl_mode="VERIFY_CA", ssl_ca=tls.wrong_ca
+    )
+    with pytest.raises(LockConnectionError):
+        await wrong.connect()
+    await wrong.close()
+    plain = AsyncLocker(driver=async_driver, **server.connect_kwargs(), ssl_mode="REQUIRED")
+    with pytest.raises(LockConnectionError, match=r"not encrypted|cannot connect"):
+        await plain.connect()
+    await plain.close()

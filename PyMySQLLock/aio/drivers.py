@@ -21,12 +21,14 @@ import importlib.metadata
 import inspect
 import math
 import re
+import ssl
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..connectoptions import LIBRARY_CHARSET, check_connect_options
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
 from ..statements import connection_lost
+from ..tls import TLS_KWARGS, SslMode, TlsRequest, build_context, tls_request
 
 __all__ = [
     "ASYNC_DRIVER_NAMES",
@@ -38,9 +40,6 @@ __all__ = [
 
 #: Connect arguments that name the database; each driver wants its own spelling.
 _DATABASE_KEYS = ("database", "db")
-#: Options of a connection URL (see :mod:`PyMySQLLock.config`) that need an ``ssl`` context
-#: here: refused with advice rather than silently dropped.
-_URL_TLS_OPTIONS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
 
 
 class AsyncDriverAdapter:
@@ -59,6 +58,8 @@ class AsyncDriverAdapter:
 
     def __init__(self) -> None:
         self._module: Any = None
+        #: The TLS the connections must have, set by :meth:`connect_options`.
+        self.tls = TlsRequest(SslMode.PREFERRED)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} driver={self.name!r}>"
@@ -122,9 +123,8 @@ class AsyncDriverAdapter:
             session applies itself).
         :param connect_timeout: seconds the handshake may take, unless the user said.
         :returns: a new dict.
-        :raises InvalidArgumentError: for an option the library cannot use, ``write_timeout``
-            (every statement is bounded by the read timeout instead) and URL TLS options
-            (pass ``ssl=`` instead).
+        :raises InvalidArgumentError: for an option the library cannot use, and for
+            ``write_timeout`` (every statement is bounded by the read timeout instead).
         """
         check_connect_options(kwargs, ("connect_timeout", "write_timeout"))
         if "write_timeout" in kwargs:
@@ -132,15 +132,9 @@ class AsyncDriverAdapter:
                 "write_timeout is not supported by the asyncio drivers: every statement, "
                 "writing included, is bounded by ping_timeout (or read_timeout)"
             )
-        for key in _URL_TLS_OPTIONS:
-            if key in kwargs:
-                raise InvalidArgumentError(
-                    f"{key} is not supported by the asyncio drivers; pass "
-                    "ssl=ssl.create_default_context(cafile=...) instead"
-                )
-        options = {k: v for k, v in kwargs.items() if k not in self.dropped_options}
-        if options.pop("ssl_disabled", False) is True:
-            options["ssl"] = None
+        self.tls = tls_request(kwargs)
+        options = {k: v for k, v in kwargs.items() if k not in self.dropped_options | TLS_KWARGS}
+        options["ssl"] = self.tls_context(self.tls)
         for key in _DATABASE_KEYS:
             if key in options and key != self.database_kwarg:
                 if self.database_kwarg in options:
@@ -150,6 +144,19 @@ class AsyncDriverAdapter:
         # Both drivers take seconds of at least 1 here.
         options.setdefault("connect_timeout", max(1, math.ceil(connect_timeout)))
         return options
+
+    def tls_context(self, request: TlsRequest) -> ssl.SSLContext | None:
+        """The ``ssl`` argument that gives both drivers the meaning of ``request``.
+
+        Both drivers encrypt only when the server offers TLS, and never check that it did:
+        ``PREFERRED`` gets a context that verifies nothing, ``REQUIRED`` and up are checked
+        after connecting (see :attr:`~PyMySQLLock.tls.TlsRequest.must_encrypt`).
+        """
+        if request.mode == SslMode.DISABLED:
+            return None
+        if request.mode == SslMode.PREFERRED and request.context is None:
+            return build_context(TlsRequest(SslMode.REQUIRED))
+        return build_context(request)
 
     async def after_connect(self, raw: Any, options: dict[str, Any]) -> None:
         """Set the library's character set again if an option may have changed it."""

@@ -19,6 +19,7 @@ from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockConnect
 from ..server import ServerInfo
 from ..statements import PROBE, admin_error, server_info, wait_chunks
 from ..timeouts import chunk_seconds
+from ..tls import CIPHER_SQL
 from .drivers import AsyncDriverAdapter
 from .session import AsyncSession
 
@@ -149,6 +150,8 @@ class AsyncPool:
                 ) from exc
             raise
         session = AsyncSession(adapter, raw, cursor, self.read_timeout)
+        if adapter.tls.must_encrypt:
+            await self._check_encrypted(session)
         if self.server is None:
             try:
                 self.server = await self._probe(session)
@@ -156,6 +159,23 @@ class AsyncPool:
                 session.close()
                 raise
         return session
+
+    async def _check_encrypted(self, session: AsyncSession) -> None:
+        """Refuse a connection in plain text when TLS is required (drivers do not check)."""
+        try:
+            row = await session.run(CIPHER_SQL)
+        except (SessionLost, StatementFailed) as exc:
+            session.close()
+            raise LockConnectionError(f"cannot tell whether TLS is in use: {exc}") from exc
+        except BaseException:
+            session.close()
+            raise
+        if not row or len(row) < 2 or not row[1]:
+            session.close()
+            raise LockConnectionError(
+                f"the connection to {self._target()} is not encrypted, and ssl_mode="
+                f"{self.adapter.tls.mode.name} requires TLS (the server does not offer it)"
+            )
 
     async def _probe(self, session: AsyncSession) -> ServerInfo:
         """Learn the server's flavour and topology once, on the first connection."""

@@ -30,6 +30,7 @@ BENCHMARKS: tuple[str, ...] = (
     "lost",
     "coordination",
     "profile",
+    "aiocycle",
 )
 # Only these compare against Redis and PostgreSQL; the others never start them.
 _PEER_USERS = frozenset({"cycle", "handoff"})

@@ -284,6 +284,29 @@ class AsyncmyAdapter(AsyncDriverAdapter):
         cursors = importlib.import_module("asyncmy.cursors")
         return {**super().owned_options(), "cursor_cls": cursors.Cursor, "binary_prefix": False}
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: Whether the server turned out not to offer TLS (learned under ``PREFERRED``).
+        self._server_without_tls = False
+
+    async def connect(self, options: dict[str, Any]) -> Any:
+        """Open a connection; under ``PREFERRED``, in plain text if the server has no TLS.
+
+        asyncmy starts TLS whenever it has a context, without looking whether the server
+        offers it, so "encrypted when offered" is done here: try TLS, and if the server does
+        not speak it, connect again without and remember that for later connections.
+        """
+        preferred = self.tls.mode == SslMode.PREFERRED and self.tls.context is None
+        if preferred and self._server_without_tls:
+            return await self.module.connect(**{**options, "ssl": None})
+        try:
+            return await self.module.connect(**options)
+        except self.module.OperationalError as exc:
+            if not preferred or "SSL" not in str(exc):
+                raise
+        self._server_without_tls = True
+        return await self.module.connect(**{**options, "ssl": None})
+
     def check_version(self) -> None:
         """Refuse asyncmy releases before 0.2.13."""
         try:

@@ -463,6 +463,7 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 # :data:`SLOW_CALLBACK`.
 
 import asyncio  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 
@@ -495,7 +496,8 @@ class _SlowSteps(logging.Handler):
     process meanwhile. Each step's user CPU time and voluntary context switches (a blocking
     system call sleeps, a preempted thread does not) are measured as well, and a slow step is
     excused only when it neither computed for that long nor slept. (User time only: the kernel
-    charges network interrupt work to whichever thread happens to run.)
+    charges network interrupt work to whichever thread happens to run; and without the
+    interpreter's garbage collections, which may fall into any step.)
     """
 
     def __init__(self) -> None:
@@ -503,6 +505,9 @@ class _SlowSteps(logging.Handler):
         self.reports: list[str] = []
         self.excused = 0
         self._step = (0.0, 0)
+        #: CPU seconds spent in garbage collections so far.
+        self.collecting = 0.0
+        self._gc_started = 0.0
 
     def measure(self, run: Callable[[Any], None]) -> Callable[[Any], None]:
         """Wrap ``asyncio.Handle._run`` to record the CPU time and sleeps of each step."""
@@ -510,13 +515,22 @@ class _SlowSteps(logging.Handler):
 
         def measured(handle: Any) -> None:
             before = resource.getrusage(resource.RUSAGE_THREAD)
+            collecting = handler.collecting
             try:
                 run(handle)
             finally:
                 after = resource.getrusage(resource.RUSAGE_THREAD)
-                handler._step = (after.ru_utime - before.ru_utime, after.ru_nvcsw - before.ru_nvcsw)
+                cpu = after.ru_utime - before.ru_utime - (handler.collecting - collecting)
+                handler._step = (cpu, after.ru_nvcsw - before.ru_nvcsw)
 
         return measured
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` hook: the interpreter's own collections are not the step's work."""
+        if phase == "start":
+            self._gc_started = time.thread_time()
+        else:
+            self.collecting += time.thread_time() - self._gc_started
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -540,9 +554,11 @@ def watching_steps(loop: asyncio.AbstractEventLoop) -> Iterator[_SlowSteps]:
     asyncio.Handle._run = handler.measure(original)  # type: ignore[method-assign]
     asyncio_logger = logging.getLogger("asyncio")
     asyncio_logger.addHandler(handler)
+    gc.callbacks.append(handler.on_gc)
     try:
         yield handler
     finally:
+        gc.callbacks.remove(handler.on_gc)
         asyncio_logger.removeHandler(handler)
         asyncio.Handle._run = original  # type: ignore[method-assign]
         loop.set_debug(debug)

@@ -29,7 +29,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 PIP := $(VPY) -m pip install --quiet --progress-bar off
 
-.PHONY: help bootstrap sysdeps install test lint type docs bench demo stress stress-aio stress-fencing dist clean distclean
+.PHONY: help bootstrap sysdeps install test legacy-test lint type docs bench demo stress stress-aio stress-fencing dist clean distclean
 
 help: ## Show this list of targets
 	@echo "usage: make <target> [VENV=$(VENV)] [PYTHON=$(PYTHON)] [PYTEST_ARGS='...']"
@@ -90,11 +90,31 @@ lint: bootstrap ## ruff check and ruff format --check
 type: bootstrap ## mypy --strict on the package
 	$(BIN)/mypy --strict PyMySQLLock
 
-test: bootstrap lint type docs ## lint, type, docs (warnings are errors), then the full test suite
+test: bootstrap lint type docs ## lint, type, docs (warnings are errors), the full test suite, then 0.2.0's tests
 	@echo "$(VPY) -m pytest $(PYTEST_ARGS)"
 	@rc=0; $(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ "$$rc" -eq 5 ]; then echo "error: pytest collected no tests (exit 5)" >&2; fi; \
 	exit "$$rc"
+	@$(MAKE) legacy-test
+
+# PyMySQLLock 0.2.0's own test suite, from its sdist on PyPI (never copied into the repository),
+# run unchanged against this package; tests/legacy/legacy020.py points its connection fixture
+# at a throwaway server.
+LEGACY_VERSION := 0.2.0
+LEGACY_DIR := .cache/pymysqllock-$(LEGACY_VERSION)
+LEGACY_SDIST := $(LEGACY_DIR)/PyMySQLLock-$(LEGACY_VERSION).tar.gz
+
+$(LEGACY_SDIST): | $(VPY)
+	mkdir -p $(LEGACY_DIR)
+	$(VPY) -m pip download --quiet --no-deps --no-binary :all: \
+		PyMySQLLock==$(LEGACY_VERSION) -d $(LEGACY_DIR)
+
+legacy-test: bootstrap $(LEGACY_SDIST) ## Run PyMySQLLock 0.2.0's own tests against this package
+	rm -rf $(LEGACY_DIR)/tests
+	tar -xzf $(LEGACY_SDIST) -C $(LEGACY_DIR) --strip-components=1 \
+		PyMySQLLock-$(LEGACY_VERSION)/tests
+	cd $(LEGACY_DIR) && PYTHONPATH='$(CURDIR)/tests/legacy' '$(abspath $(VPY))' -m pytest \
+		-c '$(CURDIR)/tests/legacy/pytest.ini' --rootdir . tests
 
 docs: bootstrap ## Build the HTML docs into docs/_build/html (warnings are errors)
 	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html

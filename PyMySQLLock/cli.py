@@ -525,7 +525,15 @@ def _duration(seconds: float | None) -> str:
 def _account(info: LockInfo) -> str:
     if info.user is None and info.host is None:
         return "-"
-    return f"{info.user or '?'}@{info.host or '?'}"
+    # Account names and hosts come from the server: anyone who can log in chooses them.
+    return f"{_show(info.user or '?')}@{_show(info.host or '?')}"
+
+
+def _printable(text: str) -> str:
+    """``text`` with every unprintable character (terminal escapes...) shown as an escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def lock_record(info: LockInfo) -> dict[str, Any]:
@@ -700,7 +708,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {_printable(message)}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -410,7 +410,9 @@ class Lock:
             ``None``: the value given to :meth:`~PyMySQLLock.Locker.lock` (10 unless set).
         :returns: ``True`` once held; ``False`` only when the timeout expired.
         :raises LockAlreadyHeldError: if this object holds the lock or is acquiring it.
-        :raises DeadlockError: if waiting would deadlock with another session.
+        :raises DeadlockError: if waiting would deadlock with another session, or (with an
+            endless timeout) with the calling thread itself: it holds the name through another
+            Lock of this Locker. A finite timeout then simply expires.
         :raises AcquireInterruptedError: if the server ended the wait (``KILL QUERY``, a
             statement time limit) or :meth:`cancel` was called.
         :raises LockConnectionError: if the server cannot be reached.
@@ -433,6 +435,17 @@ class Lock:
             else validate_interval(refresh_interval_secs)
         )
         self._forget_parent()
+        if (
+            seconds == math.inf
+            and self._locker._holders
+            and self._locker._held_by_this_thread(self) is not None
+        ):
+            # A finite wait just times out, as in PyMySQLLock 0.2.0; an endless one never would.
+            raise DeadlockError(
+                f"lock {self._name!r} is already held by this thread through another Lock "
+                "object of the same Locker: waiting for it would wait on itself. Use the Lock "
+                "that holds it, or release that one first"
+            )
         with self._mutex:
             if self._state in (_HELD, _ACQUIRING):
                 raise LockAlreadyHeldError(f"lock {self._name!r} is already {self._state}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import math
 import os
@@ -11,7 +12,7 @@ import threading
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Literal, TypeVar, overload
 
 from . import listing
 from .config import parse_url
@@ -77,6 +78,23 @@ def _server_error(failure: StatementFailed) -> LockError:
         error = LockError(f"server error {failure.code}: {failure.message}")
     error.server_code = failure.code
     return error
+
+
+def _refuse_deferred_bodies(function: Callable[..., Any]) -> None:
+    """Refuse a function whose call returns before its body runs (for ``synchronized``)."""
+    what = getattr(function, "__qualname__", repr(function))
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise InvalidArgumentTypeError(
+            f"synchronized cannot decorate {what}: it is an async function, whose body would "
+            "run after the lock is released; use PyMySQLLock.aio.AsyncLocker.synchronized, or "
+            "'async with' an AsyncLocker's lock inside it"
+        )
+    if inspect.isgeneratorfunction(function):
+        raise InvalidArgumentTypeError(
+            f"synchronized cannot decorate {what}: it is a generator function, whose body "
+            "would run after the lock is released; hold the lock inside it with "
+            "'with locker.lock(name):'"
+        )
 
 
 _LOCKERS: weakref.WeakSet[Locker] = weakref.WeakSet()
@@ -187,6 +205,9 @@ class Locker:
         self._idle: list[Session] = []
         self._in_use: set[Session] = set()
         self._held: set[Lock] = set()
+        # Server name -> (the Lock holding it, the thread that acquired it): lets an acquire
+        # see at once that its own thread already holds the name through another Lock.
+        self._holders: dict[str, tuple[Lock, int]] = {}
         self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}", self._read_timeout)
 
     @classmethod
@@ -537,6 +558,39 @@ class Locker:
             time.sleep(0.01)
         return True
 
+    @overload
+    def synchronized(
+        self,
+        name: str,
+        *,
+        timeout: float | None = ...,
+        on_busy: Literal["skip"],
+        refresh_interval_secs: float = ...,
+        hold_at_least: float | None = ...,
+    ) -> Callable[[Callable[..., T]], Callable[..., T | None]]: ...
+
+    @overload
+    def synchronized(
+        self,
+        name: str,
+        *,
+        timeout: float | None = ...,
+        on_busy: Literal["wait", "raise"] = ...,
+        refresh_interval_secs: float = ...,
+        hold_at_least: float | None = ...,
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def synchronized(
+        self,
+        name: str,
+        *,
+        timeout: float | None = ...,
+        on_busy: str,
+        refresh_interval_secs: float = ...,
+        hold_at_least: float | None = ...,
+    ) -> Callable[[Callable[..., T]], Callable[..., T | None]]: ...
+
     def synchronized(
         self,
         name: str,
@@ -545,7 +599,7 @@ class Locker:
         on_busy: str = "wait",
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
         hold_at_least: float | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate a function so that each call runs while holding ``name``.
 
         Made for scheduled jobs run by several hosts: with ``on_busy="skip"`` one instance
@@ -563,7 +617,11 @@ class Locker:
             finds it busy and skips (ShedLock's ``lockAtLeastFor``). The call returns at once;
             the Locker's keepalive thread releases the lock when the time is up, and closing
             the Locker releases it earlier. See :doc:`/coordination`.
-        :returns: the decorator.
+        :returns: the decorator. With ``on_busy="skip"`` the decorated function's result type
+            becomes ``T | None``. Decorating a coroutine function, an async generator function
+            or a generator function raises :class:`~PyMySQLLock.InvalidArgumentTypeError` (a
+            :class:`TypeError`): the call would only create the coroutine or generator, and
+            its body would run later, without the lock.
         :raises InvalidArgumentError: for an unknown ``on_busy`` or a bad ``hold_at_least``.
 
         .. versionadded:: 1.0
@@ -575,7 +633,9 @@ class Locker:
             timeout = -1 if on_busy == "wait" else 0
         self.lock(name, timeout=timeout, refresh_interval_secs=refresh_interval_secs)
 
-        def decorator(function: F) -> F:
+        def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
+            _refuse_deferred_bodies(function)
+
             @functools.wraps(function)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 lock = self.lock(name, timeout=timeout, refresh_interval_secs=refresh_interval_secs)
@@ -602,7 +662,7 @@ class Locker:
                     lock.__exit__(None, None, None)
                 return result
 
-            return wrapper  # type: ignore[return-value]
+            return wrapper
 
         return decorator
 
@@ -773,8 +833,10 @@ class Locker:
             raw = self._adapter.connect(self._args, self._kwargs, self._read_timeout)
         except Exception as exc:
             if isinstance(exc, OSError) or self._adapter.is_driver_error(exc):
+                # "Could not connect to db" is PyMySQLLock 0.2.0's wording, which code and
+                # tests written for it look for.
                 raise LockConnectionError(
-                    f"cannot connect to the MySQL server ({self._target()}) with "
+                    f"Could not connect to db: the MySQL server at {self._target()} with "
                     f"{self._adapter.name}: {self._redact(exc)}"
                 ) from exc
             # Drivers check their arguments with assorted builtin errors (an unknown keyword
@@ -842,11 +904,28 @@ class Locker:
 
     def _lock_held(self, lock: Lock, interval: float) -> None:
         self._held.add(lock)
+        # Called by the acquiring thread; no other Lock of this Locker can hold the same name
+        # now (the server grants it to one session), so the entry is this lock's alone.
+        self._holders[lock.server_name] = (lock, threading.get_ident())
         self._keepalive.watch(lock, interval)
 
     def _lock_released(self, lock: Lock) -> None:
         self._held.discard(lock)
+        # Before RELEASE_LOCK is sent: no new holder of the name can have registered yet.
+        entry = self._holders.get(lock.server_name)
+        if entry is not None and entry[0] is lock:
+            del self._holders[lock.server_name]
         self._keepalive.unwatch(lock)
+
+    def _held_by_this_thread(self, lock: Lock) -> Lock | None:
+        """Find the Lock through which the calling thread already holds ``lock``'s name.
+
+        :returns: that other Lock of this Locker, or ``None``.
+        """
+        entry = self._holders.get(lock.server_name)
+        if entry is None or entry[0] is lock or entry[1] != threading.get_ident():
+            return None
+        return entry[0]
 
     # -- fork ---------------------------------------------------------------------------------
 

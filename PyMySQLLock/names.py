@@ -87,7 +87,9 @@ def validate_namespace(namespace: Any) -> str | None:
     :returns: the namespace, or ``None``.
     :raises InvalidArgumentTypeError: when it is neither ``None`` nor a :class:`str`.
     :raises InvalidArgumentError: when it is empty, longer than :data:`MAX_NAMESPACE_CHARS`
-        characters, or has a character that cannot be stored verbatim.
+        characters, contains :data:`SEPARATOR` (reserved: namespace ``"a.b"`` with name
+        ``"c"`` would be the same lock as namespace ``"a"`` with name ``"b.c"``), or has a
+        character that cannot be stored verbatim.
     """
     if namespace is None:
         return None
@@ -97,6 +99,12 @@ def validate_namespace(namespace: Any) -> str | None:
         )
     if not namespace:
         raise InvalidArgumentError("namespace must not be empty (use None for no namespace)")
+    if SEPARATOR in namespace:
+        raise InvalidArgumentError(
+            f"namespace must not contain {SEPARATOR!r}, the separator between namespace and "
+            f"name (namespace 'a.b' with name 'c' would be the same lock as namespace 'a' "
+            f"with name 'b.c'); got {namespace!r}"
+        )
     if len(namespace) > MAX_NAMESPACE_CHARS or not fits_verbatim(namespace):
         raise InvalidArgumentError(
             f"namespace must be at most {MAX_NAMESPACE_CHARS} characters, with no NUL, "

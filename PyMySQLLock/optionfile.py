@@ -58,6 +58,9 @@ _KNOWN = {
     "ssl-key": "ssl_key",
 }
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "s": " ", "\\": "\\", '"': '"', "'": "'"}
+#: The largest option file read: option files are a few lines, and anything larger (a log, a
+#: device) is a mistake that must not fill memory.
+MAX_FILE_BYTES = 1024 * 1024
 # Includes that include each other must not loop forever.
 _MAX_INCLUDE_DEPTH = 10
 
@@ -179,7 +182,7 @@ def _read_file(
         logger.warning("ignoring world-writable option file %s", path)
         return
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = _read_limited(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise OptionFileError(f"option file {path} is not UTF-8 ({exc.reason})") from None
     except OSError as exc:
@@ -190,6 +193,29 @@ def _read_file(
         raise OptionFileError(f"cannot read option file {path}: {exc.strerror}") from None
     logger.debug("reading option file %s", path)
     _parse(text, path, groups, options, depth)
+
+
+def _read_limited(path: Path) -> bytes:
+    """Read an option file that is a regular file of at most :data:`MAX_FILE_BYTES`.
+
+    Opened without blocking and checked on the open descriptor, so that a FIFO (which would
+    wait forever for a writer) or a device such as ``/dev/zero`` (endless) is refused, also
+    when the path is swapped between a check and the read.
+
+    :raises OptionFileError: for anything else than such a file.
+    :raises OSError: when it cannot be opened or read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OptionFileError(f"option file {path} is not a regular file")
+        data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OptionFileError(
+            f"option file {path} is larger than {MAX_FILE_BYTES // 1024} KiB; "
+            "an option file is a few lines"
+        )
+    return data
 
 
 def _parse(text: str, path: Path, groups: Sequence[str], options: Options, depth: int) -> None:

@@ -265,7 +265,7 @@ def test_unreachable_server_exits_69(base_env):
     # A port nobody listens on: the connection is refused at once.
     result = run_cli(base_env, "status", "--url", "mysql://root@127.0.0.1:1/x", "x")
     assert result.returncode == cli.EXIT_UNAVAILABLE
-    assert result.stderr.startswith("pymysqllock: error: cannot connect")
+    assert result.stderr.startswith("pymysqllock: error: Could not connect to db")
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -363,6 +363,7 @@ BAD_LOCKER_ARGUMENTS = [
     pytest.param({"namespace": b"ns"}, InvalidArgumentTypeError, "namespace", id="ns-bytes"),
     pytest.param({"namespace": "n" * 21}, InvalidArgumentError, "namespace", id="ns-long"),
     pytest.param({"namespace": "a\x00b"}, InvalidArgumentError, "namespace", id="ns-nul"),
+    pytest.param({"namespace": "billing.eu"}, InvalidArgumentError, "separator", id="ns-dot"),
     pytest.param({"namespace": "\ud800"}, InvalidArgumentError, "namespace", id="ns-surrogate"),
     pytest.param({"namespace": "\U0001f512"}, InvalidArgumentError, "namespace", id="ns-4byte"),
     pytest.param({"pool_size": -1}, InvalidArgumentError, "pool_size", id="pool-negative"),
@@ -472,7 +473,7 @@ def test_closed_port_says_where_it_tried(server, driver, caplog):
     assert isinstance(error, LockConnectionError)
     message = str(error)
     assert f"127.0.0.1:{port}" in message
-    assert "cannot connect" in message
+    assert "Could not connect to db" in message
     assert driver in message
 
 
@@ -480,7 +481,7 @@ def test_unknown_host_is_named(server, driver, caplog):
     error = _misconfigured(server, driver, caplog, host="no-such-host.invalid")
     assert isinstance(error, LockConnectionError)
     assert "no-such-host.invalid" in str(error)
-    assert "cannot connect" in str(error)
+    assert "Could not connect to db" in str(error)
 
 
 def test_wrong_password_says_access_denied(server, driver, caplog):

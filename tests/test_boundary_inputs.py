@@ -1,0 +1,252 @@
+"""Inputs at the edges: namespaces, option files, the command line, decorators, self-waits.
+
+* A namespace may not contain the separator, so distinct (namespace, name) pairs are distinct
+  locks.
+* Option files that are not regular files (a FIFO, ``/dev/zero``) or too large are refused at
+  once, also through ``!include``.
+* The command line can name any lock (one starting with ``-`` after ``--``) and escapes
+  unprintable characters in every name, account and host it prints.
+* ``synchronized`` refuses functions whose body would run after the call (coroutines, async
+  generators, generators) when decorating.
+* A thread that holds a name and asks the same Locker for it again through another Lock, with
+  an endless timeout, is refused at once instead of waiting on itself.
+* PyMySQLLock 0.2.0's ``connection_factory`` module still imports and works, deprecated.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from PyMySQLLock import (
+    DeadlockError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    LockConnectionError,
+    Locker,
+    cli,
+    optionfile,
+)
+from PyMySQLLock.names import server_name, validate_namespace
+
+CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
+
+
+# --------------------------------------------------------------------------- namespaces
+
+
+def test_the_separator_is_reserved_in_namespaces():
+    with pytest.raises(InvalidArgumentError, match="separator"):
+        validate_namespace("billing.eu")
+    # What the reservation protects: these two pairs would otherwise be one server name.
+    assert server_name("eu.invoices", "billing") == "billing.eu.invoices"
+
+
+def test_a_url_passed_to_the_constructor_points_to_from_url(server):
+    with pytest.raises(InvalidArgumentError, match=r"Locker\.from_url"):
+        Locker(server.url)
+
+
+# --------------------------------------------------------------------------- option files
+
+
+def _include(tmp_path, target):
+    path = tmp_path / "my.cnf"
+    path.write_text(f"[client]\nuser=app\n!include {target}\n")
+    return path
+
+
+def test_an_option_file_that_is_a_fifo_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "fifo.cnf"
+    os.mkfifo(fifo)
+    for path in (fifo, _include(tmp_path, fifo)):
+        started = time.monotonic()
+        with pytest.raises(optionfile.OptionFileError, match="not a regular file"):
+            optionfile.read_files([path], required=[path])
+        assert time.monotonic() - started < 10
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_device_as_option_file_is_refused(tmp_path):
+    for path in (_include(tmp_path, "/dev/zero"),):
+        with pytest.raises(optionfile.OptionFileError, match="not a regular file"):
+            optionfile.read_files([path], required=[path])
+    with pytest.raises(optionfile.OptionFileError, match="not a regular file"):
+        optionfile.read_files(["/dev/zero"], required=["/dev/zero"])
+
+
+def test_a_huge_option_file_is_refused(tmp_path):
+    huge = tmp_path / "huge.cnf"
+    huge.write_text("[client]\n" + "# filler\n" * (optionfile.MAX_FILE_BYTES // 9 + 10))
+    for path in (huge, _include(tmp_path, huge)):
+        with pytest.raises(optionfile.OptionFileError, match="larger than"):
+            optionfile.read_files([path], required=[path])
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(
+    ("argv", "name", "command"),
+    [
+        (["status", "--", "-x"], "-x", None),
+        (["release", "--force", "--", "--x"], "--x", None),
+        (["run", "-n", "--", "-x", "--", "true", "-v"], "-x", ["true", "-v"]),
+        (["run", "job", "--", "ls", "--", "-l"], "job", ["ls", "--", "-l"]),
+        (["status", "plain"], "plain", None),
+    ],
+)
+def test_the_command_line_can_name_any_lock(argv, name, command):
+    args = cli.parse_args(argv)
+    assert args.name == name
+    assert getattr(args, "command", None) == command
+
+
+@pytest.fixture
+def control_account(server):
+    """An account whose name has a terminal escape sequence, dropped after the test."""
+    user = f"esc\x1b[31m{os.urandom(2).hex()}\x07"
+    server.sql("CREATE USER %s@'%%' IDENTIFIED BY 'pw'", (user,))
+    yield user
+    server.sql("DROP USER %s@'%%'", (user,))
+
+
+def test_command_line_output_escapes_names_users_and_hosts(server, control_account, lock_name):
+    name = lock_name + "\x1b]0;title\x07"
+    env = {"HOME": "/nonexistent", "PATH": os.environ.get("PATH", ""), cli.URL_ENV: server.url}
+    kwargs = {**server.connect_kwargs(), "user": control_account, "password": "pw"}
+    kwargs.pop("database")
+    with Locker(**kwargs) as locker, locker.lock(name, timeout=0):
+        outputs = []
+        for args in (["list"], ["status", "--", name]):
+            done = subprocess.run(
+                [*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            assert done.returncode in (0, 1), done.stderr
+            outputs.append(done.stdout + done.stderr)
+    listed = outputs[0]
+    assert lock_name in listed
+    assert "esc\\x1b[31m" in listed  # the account, escaped
+    for output in outputs:
+        assert "\x1b" not in output
+        assert "\x07" not in output
+
+
+# --------------------------------------------------------------------------- synchronized
+
+
+async def _coroutine() -> None:
+    return None
+
+
+async def _async_generator():
+    yield 1
+
+
+def _generator():
+    yield 1
+
+
+@pytest.mark.parametrize(
+    ("function", "advice"),
+    [
+        (_coroutine, "PyMySQLLock.aio.AsyncLocker.synchronized"),
+        (_async_generator, "PyMySQLLock.aio.AsyncLocker.synchronized"),
+        (_generator, "with locker.lock(name)"),
+    ],
+)
+def test_synchronized_refuses_bodies_that_run_after_the_call(locker, lock_name, function, advice):
+    decorate = locker.synchronized(lock_name)
+    with pytest.raises(InvalidArgumentTypeError, match="synchronized cannot decorate") as raised:
+        decorate(function)
+    assert isinstance(raised.value, TypeError)
+    assert advice in str(raised.value)
+
+
+# --------------------------------------------------------------------------- self-wait
+
+
+def test_waiting_forever_on_a_name_this_thread_holds_is_refused_at_once(locker, lock_name, spawn):
+    holding = locker.lock(lock_name)
+    assert holding.acquire(0)
+    again = locker.lock(lock_name)
+    started = time.monotonic()
+    with pytest.raises(DeadlockError, match="held by this thread"):
+        again.acquire()
+    with pytest.raises(DeadlockError), again:
+        pass
+    assert time.monotonic() - started < 5
+    # A finite wait times out as in 0.2.0, and another thread still waits normally.
+    assert again.acquire(timeout=0.2) is False
+    assert spawn(locker.lock(lock_name).acquire, 0.2).result() is False
+    holding.release()
+    assert again.acquire() is True
+    again.release()
+
+
+def test_a_recursive_synchronized_call_is_refused_not_hung(locker, lock_name):
+    depth = []
+
+    @locker.synchronized(lock_name)
+    def job() -> None:
+        depth.append(1)
+        if len(depth) == 1:
+            job()
+
+    with pytest.raises(DeadlockError):
+        job()
+    assert locker.holder(lock_name) is None
+
+
+def test_another_thread_holding_the_name_is_waited_for(locker, lock_name, spawn):
+    released = threading.Event()
+    held = threading.Event()
+
+    def hold() -> None:
+        with locker.lock(lock_name):
+            held.set()
+            released.wait(30)
+
+    worker = spawn(hold)
+    assert held.wait(30)
+    waiter = spawn(locker.lock(lock_name).acquire, 30)
+    released.set()
+    worker.result()
+    assert waiter.result() is True
+
+
+# --------------------------------------------------------------------------- 0.2.0 shim
+
+
+def test_the_deprecated_connection_factory_still_connects(server, driver):
+    from PyMySQLLock import connection_factory
+
+    connect = {
+        "pymysql": "pymysql",
+        "MySQLdb": "MySQLdb",
+        "mysql.connector": "mysql.connector",
+    }[driver]
+    module = __import__(connect, fromlist=["connect"])
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        factory = connection_factory.ConnectionFactory(
+            mysql_lib_connector=module.connect, **server.connect_kwargs()
+        )
+    raw = factory.new()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SELECT 1")
+        assert tuple(cursor.fetchone()) == (1,)
+        cursor.close()
+    finally:
+        raw.close()
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        wrong = connection_factory.ConnectionFactory(
+            mysql_lib_connector=module.connect, **{**server.connect_kwargs(), "password": "no"}
+        )
+    with pytest.raises(LockConnectionError, match="Could not connect to db"):
+        wrong.new()

@@ -25,7 +25,7 @@ from .timeouts import _number
 if TYPE_CHECKING:
     from .lock import Lock
 
-__all__ = ["MAX_HOLD", "release_after", "validate_hold"]
+__all__ = ["MAX_HOLD", "end_run", "release_after", "validate_hold"]
 
 logger = logging.getLogger("PyMySQLLock")
 
@@ -98,3 +98,24 @@ def release_after(lock: Lock, acquired_at: float, hold: float) -> None:
         return
     logger.debug("lock %r kept for %.3f s more (minimum hold)", lock.name, remaining)
     lock.locker._keepalive.watch(_ReleaseAt(lock), remaining)
+
+
+def end_run(lock: Lock, acquired_at: float, hold: float, error: BaseException | None) -> None:
+    """End a job's run under ``lock``: release it as a ``with`` block would, or hold it on.
+
+    With a ``hold`` and the lock still held, the lock stays held until ``hold`` seconds after
+    ``acquired_at`` (:func:`release_after`), whether the job succeeded or not. Otherwise it is
+    released now, and a loss during the run raises :class:`~PyMySQLLock.LockLostError`,
+    unless the job itself raised (``error``).
+
+    :param lock: the lock the job ran under.
+    :param acquired_at: when it was granted (``time.monotonic()``).
+    :param hold: the minimum hold in seconds (0 for none).
+    :param error: what the job raised, or ``None``.
+    """
+    if hold and lock.locked():
+        release_after(lock, acquired_at, hold)
+    elif error is None:
+        lock.__exit__(None, None, None)
+    else:
+        lock.__exit__(type(error), error, error.__traceback__)

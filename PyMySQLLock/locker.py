@@ -28,7 +28,7 @@ from .errors import (
 )
 from .fencing import FencedLock, FenceTable, prepare_table
 from .fencing_sql import DEFAULT_TABLE
-from .holds import release_after, validate_hold
+from .holds import end_run, validate_hold
 from .keepalive import Keepalive
 from .listing import LockInfo
 from .lock import Lock, OnLost
@@ -651,15 +651,9 @@ class Locker:
                 try:
                     result = function(*args, **kwargs)
                 except BaseException as exc:
-                    if hold and lock.locked():
-                        release_after(lock, acquired_at, hold)
-                    else:
-                        lock.__exit__(type(exc), exc, exc.__traceback__)
+                    end_run(lock, acquired_at, hold, exc)
                     raise
-                if hold and lock.locked():
-                    release_after(lock, acquired_at, hold)
-                else:
-                    lock.__exit__(None, None, None)
+                end_run(lock, acquired_at, hold, None)
                 return result
 
             return wrapper

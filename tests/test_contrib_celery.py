@@ -212,3 +212,27 @@ def test_options_are_checked_when_the_task_is_made(tasks):
 
     with pytest.raises(InvalidArgumentError, match="lock_on_busy"):
         _ = tasks.app.task(base=LockedTask, lock_on_busy="later", name="bad")(job).name
+
+
+def test_a_minimum_hold_makes_a_repeated_run_skip(account, tasks, lock_name):
+    from PyMySQLLock.contrib.celery import LockedTask
+
+    runs = []
+    with Locker(**account) as worker_locker, Locker(**account) as observer:
+
+        def nightly():
+            runs.append(1)
+            return "ran"
+
+        task = tasks.app.task(
+            base=LockedTask, locker=worker_locker, lock_hold_at_least=600, name=lock_name
+        )(nightly)
+        assert task() == "ran"  # returns at once; the lock stays held
+        assert observer.is_locked(lock_name)
+        assert task() is None  # the repeated trigger is skipped
+        assert runs == [1]
+    # Closing the worker's Locker ended the hold.
+    with Locker(**account) as after:
+        assert not after.is_locked(lock_name)
+    with pytest.raises(InvalidArgumentError, match="lock_hold_at_least"):
+        _ = tasks.app.task(base=LockedTask, lock_hold_at_least=-1, name="bad-hold")(nightly).name

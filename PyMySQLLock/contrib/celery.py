@@ -33,17 +33,24 @@ Options, set as ``@app.task(...)`` keywords or as attributes of a subclass:
     ``lock_retry_countdown`` seconds, within the task's ``max_retries``) or ``"wait"``
     (for ``lock_timeout`` seconds, default forever; then
     :class:`~PyMySQLLock.LockTimeoutError`).
+``lock_hold_at_least``
+    Keep the lock until this many seconds after it was taken, even when the run ends sooner,
+    so that the same periodic task sent a little later (another beat, a skewed clock) is
+    skipped; as ``hold_at_least`` of :meth:`~PyMySQLLock.Locker.synchronized`. The worker must
+    live until then.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import time
 from typing import Any, Callable
 
 from celery import Task
 
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
+from ..holds import end_run, validate_hold
 from ..locker import Locker
 
 __all__ = ["LockedTask"]
@@ -72,12 +79,14 @@ class LockedTask(Task):  # type: ignore[misc] # Celery ships no types
     lock_on_busy: str = "skip"
     lock_timeout: float | None = None
     lock_retry_countdown: float = 10.0
+    lock_hold_at_least: float | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Check the options when the task class is made (at import), not at its first run."""
         super().__init_subclass__(**kwargs)
         if cls.lock_on_busy not in _ON_BUSY:
             raise InvalidArgumentError(f"lock_on_busy must be one of {', '.join(_ON_BUSY)}")
+        validate_hold(cls.lock_hold_at_least, "lock_hold_at_least")
         key = _plain(cls, "lock_key")
         if key is not None and not callable(key):
             raise InvalidArgumentTypeError("lock_key must be a function of the task's arguments")
@@ -128,12 +137,14 @@ class LockedTask(Task):  # type: ignore[misc] # Celery ships no types
                 )
                 raise self.retry(countdown=self.lock_retry_countdown)
             raise lock._timeout_error(f"lock {name!r} was not acquired within {timeout} s")
-        # Released as a with block would: a loss during the run raises LockLostError once the
-        # task has returned, unless the task itself raised.
+        acquired_at = time.monotonic()
+        hold = validate_hold(self.lock_hold_at_least, "lock_hold_at_least")
+        # Released as a with block would (a loss during the run raises LockLostError once the
+        # task has returned, unless the task itself raised), or held on for a minimum hold.
         try:
             result = super().__call__(*args, **kwargs)
         except BaseException as exc:
-            lock.__exit__(type(exc), exc, exc.__traceback__)
+            end_run(lock, acquired_at, hold, exc)
             raise
-        lock.__exit__(None, None, None)
+        end_run(lock, acquired_at, hold, None)
         return result

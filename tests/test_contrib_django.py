@@ -178,6 +178,23 @@ def test_locked_names_the_lock_after_the_function(integration):
 def test_an_unknown_on_busy_is_refused(integration):
     with pytest.raises(InvalidArgumentError, match="on_busy"):
         integration.locked(on_busy="later")
+    with pytest.raises(InvalidArgumentError, match="hold_at_least"):
+        integration.locked(hold_at_least=-1)
+
+
+def test_locked_with_a_minimum_hold_skips_a_repeated_run(integration, lock_name, sql):
+    calls = []
+
+    @integration.locked(lock_name, hold_at_least=600)
+    def job():
+        calls.append("ran")
+
+    job()  # returns at once; the lock stays held
+    assert sql("SELECT IS_USED_LOCK(%s)", (lock_name,))[0][0] is not None
+    job()  # skipped: the first run's hold goes on
+    assert calls == ["ran"]
+    integration.close_lockers()  # ends the hold
+    assert sql("SELECT IS_USED_LOCK(%s)", (lock_name,))[0][0] is None
 
 
 def test_management_command_list_status_release(integration, lock_name):

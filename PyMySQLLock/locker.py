@@ -304,6 +304,8 @@ class Locker:
 
         ``host:port as user``, ``socket PATH as user``, or the option file named by
         ``read_default_file`` when that is where the host comes from.
+
+        .. versionadded:: 1.0
         """
         return self._target()
 

@@ -16,6 +16,11 @@ EXTRAS ?= test,lint,docs
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 STRESS_ARGS ?=
+# The oldest and newest Python the classifiers claim, for `make pythons`; an interpreter that is
+# not installed is reported and skipped.
+EXTRA_PYTHONS ?= /root/.pyenv/versions/3.9.18/bin/python3.9 /root/.pyenv/versions/3.13.0/bin/python3.13
+# A fast subset: the core behaviour, the compatibility layer, names and argument parsing.
+PYTHONS_TESTS ?= tests/test_acquire.py tests/test_compat.py tests/test_names.py tests/test_cli_args.py
 
 BIN := $(VENV)/bin
 VPY := $(BIN)/python
@@ -29,7 +34,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 PIP := $(VPY) -m pip install --quiet --progress-bar off
 
-.PHONY: help bootstrap sysdeps install test legacy-test lint type docs bench demo stress stress-aio stress-fencing dist clean distclean
+.PHONY: help bootstrap sysdeps install test legacy-test lint type docs bench demo stress stress-aio stress-fencing dist pythons clean distclean
 
 help: ## Show this list of targets
 	@echo "usage: make <target> [VENV=$(VENV)] [PYTHON=$(PYTHON)] [PYTEST_ARGS='...']"
@@ -144,6 +149,17 @@ dist: $(VENV)/.installed-dist ## Build sdist and wheel into dist/ and check them
 	$(VPY) -m build
 	$(BIN)/twine check --strict dist/*
 
+pythons: sysdeps ## The fast test subset on the oldest and newest claimed Python (EXTRA_PYTHONS)
+	@for py in $(EXTRA_PYTHONS); do \
+		if [ ! -x "$$py" ]; then echo "==> skipping $$py: not installed here"; continue; fi; \
+		version=$$("$$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+		venv=".venv-$$version"; \
+		echo "==> Python $$version ($$py): $(PYTHONS_TESTS)"; \
+		[ -x "$$venv/bin/python" ] || "$$py" -m venv "$$venv"; \
+		"$$venv/bin/python" -m pip install --quiet --progress-bar off -e '.[test]'; \
+		"$$venv/bin/python" -m pytest -q -p no:cacheprovider $(PYTHONS_TESTS); \
+	done
+
 clean: ## Remove build artifacts, caches and docs/_build (keeps the virtualenv)
 	rm -rf build dist .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
 		htmlcov .coverage .coverage.* docs/_build
@@ -151,4 +167,4 @@ clean: ## Remove build artifacts, caches and docs/_build (keeps the virtualenv)
 		-o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean ## clean, and also remove the virtualenv and .tox
-	rm -rf '$(VENV)' .tox
+	rm -rf '$(VENV)' .venv-3.* .tox

@@ -30,7 +30,7 @@ DIALECT_DRIVERS = {
     "mysqldb": "MySQLdb",
     "mysqlconnector": "mysql.connector",
 }
-#: The asyncio DBAPIs, for :class:`PyMySQLLock.aio.AsyncLocker`.
+#: The asyncio DBAPIs: refused, with a pointer to :class:`PyMySQLLock.aio.AsyncLocker`.
 ASYNC_DIALECT_DRIVERS = {"aiomysql": "aiomysql", "asyncmy": "asyncmy"}
 _BACKENDS = ("mysql", "mariadb")
 
@@ -40,14 +40,12 @@ class ConnectArguments:
     """What an engine passes to its driver's ``connect()``.
 
     :param driver: the Locker's name for the driver (``"pymysql"``, ``"MySQLdb"``...).
-    :param is_async: whether it is an asyncio driver.
     :param args: positional arguments (SQLAlchemy's MySQL dialects pass none).
     :param kwargs: keyword arguments: the URL's, the dialect's and the engine's
         ``connect_args``.
     """
 
     driver: str
-    is_async: bool = False
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -91,10 +89,13 @@ def _driver(dialect: Any, what: str) -> tuple[str, bool]:
 
 
 def _refuse_async(driver: str) -> None:
+    # Reading an async engine's connect arguments would need its asyncio pool (and greenlet);
+    # AsyncLocker takes the same URL as a string instead.
     raise InvalidArgumentError(
         f"the {driver} driver is an asyncio one, and a Locker needs a blocking driver "
-        "(mysql+pymysql, mysql+mysqldb or mysql+mysqlconnector); this version of PyMySQLLock "
-        "has no asyncio Locker"
+        "(mysql+pymysql, mysql+mysqldb or mysql+mysqlconnector); for asyncio use "
+        f"PyMySQLLock.aio.AsyncLocker.from_url('mysql+{driver}://...') with the engine's "
+        "URL and connect arguments"
     )
 
 
@@ -129,9 +130,7 @@ def engine_arguments(engine: Any) -> ConnectArguments:
     try:
         connection = pool.connect()
     except _Captured as captured:
-        return ConnectArguments(
-            driver, is_async, captured.connect_args, dict(captured.connect_kwargs)
-        )
+        return ConnectArguments(driver, captured.connect_args, dict(captured.connect_kwargs))
     finally:
         _CAPTURING.active = False
         event.remove(sync_engine, "do_connect", capture)

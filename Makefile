@@ -23,8 +23,9 @@ EXTRA_PYTHONS ?= /root/.pyenv/versions/3.9.18/bin/python3.9 /root/.pyenv/version
 # other drivers' code is the same Python), names and argument parsing.
 PYTHONS_TESTS ?= tests/test_acquire.py tests/test_compat.py tests/test_names.py tests/test_cli_args.py
 PYTHONS_PYTEST_ARGS ?= -k "not connector and not mysqldb"
-# Only what that subset needs: no C driver to compile, no framework to install.
-PYTHONS_DEPS ?= pytest>=8 pytest-timeout>=2.1 hypothesis>=6.0
+# Only what that subset (and tests/conftest.py) needs: no C driver to compile, no framework.
+PYTHONS_EXTRAS ?= pymysql,aiomysql,asyncmy
+PYTHONS_DEPS ?= pytest>=8 pytest-timeout>=2.1 pytest-asyncio>=1.0 hypothesis>=6.0
 
 BIN := $(VENV)/bin
 VPY := $(BIN)/python
@@ -160,7 +161,7 @@ pythons: sysdeps ## The fast test subset on the oldest and newest claimed Python
 		venv=".venv-$$version"; \
 		echo "==> Python $$version ($$py): $(PYTHONS_TESTS)"; \
 		[ -x "$$venv/bin/python" ] || "$$py" -m venv "$$venv"; \
-		"$$venv/bin/python" -m pip install --quiet --progress-bar off -e '.[pymysql]' $(PYTHONS_DEPS); \
+		"$$venv/bin/python" -m pip install --quiet --progress-bar off -e '.[$(PYTHONS_EXTRAS)]' $(PYTHONS_DEPS); \
 		"$$venv/bin/python" -m pytest -q -p no:cacheprovider $(PYTHONS_PYTEST_ARGS) $(PYTHONS_TESTS); \
 	done
 

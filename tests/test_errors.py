@@ -114,37 +114,27 @@ def test_loss_reason_now_records_the_wall_clock():
 # --------------------------------------------------------------------------- timeouts
 
 
-def test_with_block_timeout_names_lock_timeout_and_holder(make_locker, lock_name):
+def test_timeouts_name_lock_timeout_and_holder(make_locker, lock_name):
     holder_locker, waiter_locker = make_locker(), make_locker()
     held = holder_locker.lock(lock_name)
     assert held.acquire(0)
-    try:
-        with pytest.raises(LockTimeoutError) as info, waiter_locker.lock(lock_name, timeout=0.2):
-            pytest.fail("acquired a lock that another session holds")
-        assert info.value.name == lock_name
-        assert info.value.timeout == 0.2
-        assert info.value.holder == held.connection_id
-        assert info.value.holder is not None
-    finally:
-        held.release()
+    held_on = held.connection_id
 
-
-def test_synchronized_raise_names_lock_and_holder(make_locker, lock_name):
-    holder_locker, caller_locker = make_locker(), make_locker()
-    held = holder_locker.lock(lock_name)
-    assert held.acquire(0)
-
-    @caller_locker.synchronized(lock_name, on_busy="raise")
+    @waiter_locker.synchronized(lock_name, on_busy="raise")
     def job():
         pytest.fail("ran while another session held the lock")
 
     try:
-        with pytest.raises(LockTimeoutError, match="busy") as info:
+        with pytest.raises(LockTimeoutError) as raised, waiter_locker.lock(lock_name, timeout=0.2):
+            pytest.fail("acquired a lock that another session holds")
+        with pytest.raises(LockTimeoutError, match="busy") as busy:
             job()
-        assert (info.value.name, info.value.timeout) == (lock_name, 0)
-        assert info.value.holder == held.connection_id
     finally:
         held.release()
+    for error, timeout in ((raised.value, 0.2), (busy.value, 0)):
+        assert (error.name, error.timeout, error.holder) == (lock_name, timeout, held_on)
+        assert f"connection {held_on}" in str(error)
+        assert _roundtrip(error).holder == error.holder
 
 
 def test_timeout_holder_is_none_when_the_lock_was_freed_meanwhile(locker, lock_name):

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import math
 import os
 import threading
 import time
@@ -14,7 +13,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Callable, ClassVar, Literal, TypeVar, overload
 
-from . import listing
+from . import listing, statements
 from .config import parse_url
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .drivers import DriverAdapter, resolve_adapter
@@ -32,7 +31,7 @@ from .holds import end_run, validate_hold
 from .keepalive import Keepalive
 from .listing import LockInfo
 from .lock import Lock, OnLost
-from .names import server_name, strip_namespace, validate_name, validate_namespace
+from .names import server_name, validate_name, validate_namespace
 from .semaphore import Semaphore
 from .server import PROBE_SQL, ServerInfo
 from .timeouts import (
@@ -58,8 +57,7 @@ _SHOWN_KWARGS = ("host", "port", "unix_socket", "user", "database", "db")
 # they are kept alive so that garbage collection never sends COM_QUIT on the parent's socket.
 _FORK_ORPHANS: list[Any] = []
 # ER_NO_SUCH_THREAD: the session to kill is already gone. ER_KILL_DENIED_ERROR: not allowed.
-_NO_SUCH_THREAD = 1094
-_KILL_DENIED = 1095
+_NO_SUCH_THREAD = statements.NO_SUCH_THREAD
 _ON_BUSY = ("wait", "skip", "raise")
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -68,16 +66,7 @@ _DEFAULT_INTERVAL = DEFAULT_REFRESH_INTERVAL
 
 def _server_error(failure: StatementFailed) -> LockError:
     """Translate a server error from an administrative statement."""
-    error: LockError
-    if failure.code == _KILL_DENIED:
-        error = PermissionDeniedError(
-            f"{failure.message} (killing another account's session needs "
-            "CONNECTION_ADMIN or SUPER on MySQL, CONNECTION ADMIN or SUPER on MariaDB)"
-        )
-    else:
-        error = LockError(f"server error {failure.code}: {failure.message}")
-    error.server_code = failure.code
-    return error
+    return statements.admin_error(failure.code, failure.message)
 
 
 def _refuse_deferred_bodies(function: Callable[..., Any]) -> None:
@@ -482,8 +471,7 @@ class Locker:
            connection.
         """
         names = self._on_idle_session(self._list_names)
-        shown = (strip_namespace(name, self.namespace) for name in names)
-        return list(dict.fromkeys(name for name in shown if name is not None))
+        return statements.visible_names(names, self.namespace)
 
     def holder(self, name: str) -> int | None:
         """Ask the server who holds ``name``.
@@ -493,8 +481,8 @@ class Locker:
 
         .. versionadded:: 1.0
         """
-        row = self._admin("SELECT IS_USED_LOCK(%s)", (self._server_name(name),))
-        return None if not row or row[0][0] is None else int(row[0][0])
+        rows = self._admin(statements.HOLDER, (self._server_name(name),))
+        return statements.holder_answer(rows[0] if rows else None)
 
     def is_locked(self, name: str) -> bool:
         """:returns: whether any session on the server holds ``name`` right now.
@@ -515,20 +503,7 @@ class Locker:
         .. versionadded:: 1.0
         """
         rows = self._on_idle_session(self._list_details)
-        found: dict[str, LockInfo] = {}
-        for stored, connection_id, user, host, held_ms in rows:
-            shown = strip_namespace(stored, self.namespace)
-            if shown is not None and stored not in found:
-                held_for = None if held_ms is None else float(held_ms) / 1000
-                found[stored] = LockInfo(
-                    shown,
-                    stored,
-                    connection_id,
-                    None if user is None else str(user),
-                    None if host is None else str(host),
-                    held_for,
-                )
-        return list(found.values())
+        return statements.lock_infos(rows, self.namespace)
 
     def force_release(self, name: str) -> bool:
         """Free ``name`` by ending the session that holds it (``KILL CONNECTION``).
@@ -860,16 +835,11 @@ class Locker:
             raise LockConnectionError(f"lost the connection to the server: {lost}") from (
                 lost.__cause__
             )
-        variables = {str(name).lower(): str(value) for name, value in rows}
-        server = ServerInfo.from_version_string(announced, variables)
+        server = statements.server_info(announced, rows)
         logger.debug("connected to %s (%s)", server.label, announced)
         for warning in server.warnings():
             logger.warning("%s: %s", server.label, warning)
-        self._max_wait_chunk = min(self._max_wait_chunk, server.max_wait_seconds)
-        full = chunk_seconds(self._max_wait_chunk, self._max_wait_chunk, server.fractional_timeouts)
-        # Whole seconds: an int is cheaper for the driver to escape than a float, and each
-        # acquire sends one; a fraction of a second less per chunk changes nothing.
-        self._full_chunk = math.floor(full) if full >= 1 else full
+        self._max_wait_chunk, self._full_chunk = statements.wait_chunks(self._read_timeout, server)
         return server
 
     def _target(self) -> str:

@@ -612,6 +612,8 @@ class Lock:
         :attr:`lost`, ``on_lost`` and the log.
 
         :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+        :raises LockError: when called inside a :meth:`cursor` block of this lock, in its
+            thread (the block must end first).
 
         .. versionchanged:: 1.0
            Raises :exc:`~PyMySQLLock.LockNotHeldError` when not held (0.2.0 raised
@@ -625,6 +627,9 @@ class Lock:
                 return
             if self._state != _HELD or self._session is None:
                 raise LockNotHeldError(f"lock {self._name!r} is not held")
+            if self._session.caller_thread == threading.get_ident():
+                # The block holds the session's mutex: waiting for it here would never end.
+                raise LockError(f"release() inside a cursor() block of lock {self._name!r}")
             session = self._session
             self._session = None
             self._state = _IDLE

@@ -271,8 +271,12 @@ def test_cursor_needs_a_held_lock_and_does_not_nest(locker: Any, lock_name: str)
     lock = locker.lock(lock_name)
     with pytest.raises(LockNotHeldError):
         lock.cursor().__enter__()
-    with lock, lock.cursor(), pytest.raises(LockError, match="already open"):
-        lock.cursor().__enter__()
+    with lock, lock.cursor():
+        with pytest.raises(LockError, match="already open"):
+            lock.cursor().__enter__()
+        with pytest.raises(LockError, match="inside a cursor"):
+            lock.release()  # would wait for the block's own mutex forever
+        assert lock.locked()
     with pytest.raises(LockNotHeldError):
         lock.transaction().__enter__()
 

@@ -216,11 +216,17 @@ def test_warm_fenced_cycle_is_three_statements(
         after = server_status(*counters)
         return {key: after[key] - before[key] for key in counters}
 
-    reading = moved(lambda: None)  # what reading the counters itself adds
     for _ in range(4):  # another session's stray statement can only add: take the best
+        reading = moved(lambda: None)  # what reading the counters itself adds
         measured = moved(lambda: [cycle() for _ in range(20)])
         own = {key: measured[key] - reading[key] for key in counters}
-        if own == {"Questions": 60, "Com_select": 40, "Com_insert": 20, "Connections": 0}:
+        # Per cycle exactly two SELECTs (GET_LOCK, RELEASE_LOCK) and one INSERT (the token),
+        # no connection, and no statement of any other kind (a stray statement of another
+        # session, seen once in a full suite run, is not one per cycle).
+        exact = {key: own[key] for key in ("Com_select", "Com_insert", "Connections")}
+        if exact == {"Com_select": 40, "Com_insert": 20, "Connections": 0} and (
+            60 <= own["Questions"] < 80
+        ):
             return
     pytest.fail(f"20 warm fenced cycles sent {own}")
 

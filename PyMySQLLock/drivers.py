@@ -143,6 +143,10 @@ class DriverAdapter:
         check_connect_options(kwargs, self.timeout_kwargs)
         self.tls_options(tls_request(kwargs))
 
+    #: For drivers that take PyMySQL's row-format options (``cursorclass``, ``use_unicode``,
+    #: ``binary_prefix``): the module whose ``Cursor`` is the plain cursor.
+    cursor_module: ClassVar[str | None] = None
+
     def owned_options(self) -> dict[str, Any]:
         """The options the library's own connections always have, whatever the user passed.
 
@@ -154,7 +158,11 @@ class DriverAdapter:
 
         :returns: a new dict.
         """
-        return {"autocommit": True, "charset": LIBRARY_CHARSET}
+        options: dict[str, Any] = {"autocommit": True, "charset": LIBRARY_CHARSET}
+        if self.cursor_module is not None:
+            cursors = importlib.import_module(self.cursor_module)
+            options.update(cursorclass=cursors.Cursor, use_unicode=True, binary_prefix=False)
+        return options
 
     def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
         """Check the user's options, and add the ones every lock connection needs.
@@ -507,15 +515,7 @@ class PyMySQLAdapter(DriverAdapter):
             context = self._tls_contexts[tls] = build_context(tls)
         return {"ssl": context}
 
-    def owned_options(self) -> dict[str, Any]:
-        """Also PyMySQL's plain cursor, ``str`` results and plain escaping of ``bytes``."""
-        cursors = importlib.import_module("pymysql.cursors")
-        return {
-            **super().owned_options(),
-            "cursorclass": cursors.Cursor,
-            "use_unicode": True,
-            "binary_prefix": False,
-        }
+    cursor_module = "pymysql.cursors"
 
     supports_split_query = True
 
@@ -564,15 +564,7 @@ class MySQLdbAdapter(DriverAdapter):
     extra = "mysqlclient"
     dropped_options = DriverAdapter.dropped_options | {"conv"}
 
-    def owned_options(self) -> dict[str, Any]:
-        """Also mysqlclient's plain cursor, ``str`` results and plain escaping of ``bytes``."""
-        cursors = importlib.import_module("MySQLdb.cursors")
-        return {
-            **super().owned_options(),
-            "cursorclass": cursors.Cursor,
-            "use_unicode": True,
-            "binary_prefix": False,
-        }
+    cursor_module = "MySQLdb.cursors"
 
     def reset_charset(self, raw: Any) -> None:
         """Also send ``SET NAMES`` itself.

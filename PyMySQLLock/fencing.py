@@ -140,8 +140,8 @@ class FencedLock(Lock):
     def _wait(self, seconds: float) -> Session | None:
         """Wait for the lock, then take a token on its session before anyone sees it held.
 
-        A failure to take a token closes the session, which frees the lock: an acquire never
-        returns a lock without its token.
+        When the token cannot be taken the lock is released (or its session closed) before
+        the error is raised: an acquire never returns a lock without its token.
         """
         locker = self._locker
         self._token = None

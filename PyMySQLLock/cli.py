@@ -36,6 +36,7 @@ from .errors import (
     PermissionDeniedError,
 )
 from .fencing_sql import DEFAULT_TABLE, validate_table
+from .holds import validate_hold
 from .listing import LockInfo
 from .locker import Locker
 from .names import server_name, validate_name
@@ -139,6 +140,13 @@ def _positive(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
     return value
+
+
+def _hold_seconds(text: str) -> float:
+    try:
+        return validate_hold(float(text), "--hold-at-least")
+    except (ValueError, LockError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _exit_code(text: str) -> int:
@@ -272,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.usage = (
         "%(prog)s [-w SECS | -n] [-E CODE] [--refresh SECS] [--grace SECS] "
-        "[connection options] NAME [--] COMMAND [ARGS...]\n\n"
+        "[--hold-at-least SECS] [connection options] NAME [--] COMMAND [ARGS...]\n\n"
         "Options end at NAME, as for flock(1): everything after NAME is the command."
     )
     run.add_argument("name", metavar="NAME", help="the lock name")
@@ -310,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECS",
         help="after a lost lock, SIGKILL the command SECS after SIGTERM (default 10)",
+    )
+    run.add_argument(
+        "--hold-at-least",
+        type=_hold_seconds,
+        metavar="SECS",
+        help="keep the lock SECS after it was taken even if COMMAND ends sooner, so that "
+        "another host's late trigger finds it busy (a signal ends the wait early)",
     )
     run.add_argument(
         "command", nargs="*", metavar="COMMAND", help="the command and its arguments, after NAME"

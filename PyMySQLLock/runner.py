@@ -179,12 +179,16 @@ class Runner:
                 holder = locker.holder(args.name)
                 logger.info("lock %r is busy (held by connection %s)", args.name, holder)
             return int(args.conflict_exit_code)
+        acquired_at = time.monotonic()
         try:
             pid = self._spawn(lock)
         except OSError as exc:
             self.error(f"cannot run {args.command[0]!r}: {exc.strerror}")
             return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
         status, stopped = self._supervise(pid)
+        hold = getattr(args, "hold_at_least", None) or 0.0
+        if hold and lock.locked():
+            self._hold(acquired_at + hold)
         if lock.locked():
             lock.release()  # reports a loss found at release through on_lost
         if self.lost.is_set() or lock.lost:
@@ -201,6 +205,26 @@ class Runner:
             return EXIT_LOST
         logger.info("command exited with status %d; lock %r released", status, args.name)
         return status
+
+    def _hold(self, until: float) -> None:
+        """Keep the lock until ``until`` (``--hold-at-least``), so that a late trigger skips.
+
+        Ends early on a signal (the job is over: the signal only cuts the hold short) or a
+        lost lock; the caller then releases.
+        """
+        logger.info(
+            "command ended; keeping lock %r for %.1f s more (--hold-at-least)",
+            self.args.name,
+            max(0.0, until - time.monotonic()),
+        )
+        while not self.lost.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            info = self.signals.wait(min(left, _MAX_SLEEP))
+            if info is not None and info.si_signo in _FORWARDED:
+                logger.info("got signal %d: ending the hold early", info.si_signo)
+                return
 
     def _acquire(self, lock: Lock, timeout: float) -> tuple[bool, int | None]:
         """Wait for the lock in a thread, so that a signal can cancel the wait.

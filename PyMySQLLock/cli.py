@@ -327,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
         "another host's late trigger finds it busy (a signal ends the wait early)",
     )
     run.add_argument(
+        "--keep-url-password",
+        action="store_true",
+        help=f"pass ${URL_ENV} on to the command with its password (by default it is removed)",
+    )
+    run.add_argument(
         "command", nargs="*", metavar="COMMAND", help="the command and its arguments, after NAME"
     )
 

@@ -9,6 +9,8 @@ broken and is never used again.
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -149,6 +151,27 @@ class Session:
             if isinstance(exc, Exception):
                 raise SessionLost(str(exc)) from exc
             raise
+
+    def abort(self) -> bool:
+        """Cut the connection under whichever thread is using it, from any thread.
+
+        The socket is shut down, not closed: a thread blocked reading it gets an end of file
+        at once and fails, and the descriptor stays valid (and ours) until :meth:`close`, so
+        it can never be confused with a socket opened meanwhile. The server sees the
+        connection end and frees the session's lock, once it is listening.
+
+        :returns: whether it was cut (``False``: the driver does not tell its socket).
+        """
+        self.broken = True
+        try:
+            fd = self.fileno()
+            if fd is None or fd < 0:
+                return False
+            with socket.socket(fileno=os.dup(fd)) as duplicate:
+                duplicate.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def close(self) -> None:
         """Close the connection; the server then ends the session and frees its lock."""

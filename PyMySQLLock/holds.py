@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, LockError
+from .keepalive import KeepaliveDeadError
 from .timeouts import _number
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class _ReleaseAt:
             logger.debug("lock %r released at the end of its minimum hold", self.lock.name)
         return None
 
+    def _keepalive_failed(self, reason: str) -> None:
+        # The lock's own keepalive entry reports it lost; nothing is left to release here.
+        logger.debug("minimum hold of lock %r ended early: %s", self.lock.name, reason)
+
     def __repr__(self) -> str:
         return f"<minimum hold of {self.lock!r}>"
 
@@ -97,7 +102,10 @@ def release_after(lock: Lock, acquired_at: float, hold: float) -> None:
         lock.release()
         return
     logger.debug("lock %r kept for %.3f s more (minimum hold)", lock.name, remaining)
-    lock.locker._keepalive.watch(_ReleaseAt(lock), remaining)
+    try:
+        lock.locker._keepalive.watch(_ReleaseAt(lock), remaining)
+    except KeepaliveDeadError:
+        lock.release()  # no thread left to release it later: the lock was reported lost
 
 
 def end_run(lock: Lock, acquired_at: float, hold: float, error: BaseException | None) -> None:

@@ -7,11 +7,18 @@ held lock and ends after the last one has been released for :attr:`Keepalive.lin
 so a warm acquire/release loop does not pay for a thread start per cycle. Acquiring and
 releasing hand locks to the thread through a queue and, in the usual case, take no lock the
 thread holds: they never wait for a round of checks to end.
+
+The thread guards every other lock, so nothing may end it: a check that raises anything (a
+driver bug, garbage from a socket, ``SystemExit``) proves nothing and reports that one lock
+lost; the scheduler's own waits are clamped so that no interval overflows the clock. Should the
+thread end all the same, it reports every lock it watched lost on its way out and refuses to
+watch more (see :meth:`Keepalive.watch`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import heapq
 import itertools
@@ -21,7 +28,7 @@ import threading
 import time
 from typing import Callable, Protocol, TypeVar
 
-__all__ = ["Keepalive", "Watched"]
+__all__ = ["Keepalive", "KeepaliveDeadError", "Watched"]
 
 logger = logging.getLogger("PyMySQLLock")
 
@@ -39,6 +46,13 @@ _ABSENT = float("inf")
 _Selector: type[selectors.BaseSelector] = getattr(
     selectors, "PollSelector", selectors.DefaultSelector
 )
+#: Longest single wait of the thread: a refresh interval of 1e10 s must not overflow the
+#: clock arithmetic of Condition.wait (an OverflowError there once ended the thread).
+_MAX_WAIT = 3600.0
+
+
+class KeepaliveDeadError(Exception):
+    """Internal: the keepalive thread ended unexpectedly and watches nothing any more."""
 
 
 class Probe(Protocol):
@@ -64,6 +78,9 @@ class Watched(Protocol):
             or ``None`` to stop watching.
         """
 
+    def _keepalive_failed(self, reason: str) -> None:
+        """The keepalive could not prove it held: report it lost. Must not raise."""
+
 
 class Keepalive:
     """Schedules the checks of one Locker's held locks on a single background thread.
@@ -71,16 +88,29 @@ class Keepalive:
     :param name: the thread's name.
     :param ping_timeout: seconds to wait for the answers to a round of checks.
     :param linger: seconds the thread waits with nothing to watch before it exits.
+    :param on_death: called (from the dying thread) with the reason if the thread ever ends
+        unexpectedly, after every watched object was told it is no longer checked.
     """
 
-    def __init__(self, name: str, ping_timeout: float = 10.0, linger: float = 0.25) -> None:
+    def __init__(
+        self,
+        name: str,
+        ping_timeout: float = 10.0,
+        linger: float = 0.25,
+        on_death: Callable[[str], None] | None = None,
+    ) -> None:
         self.name = name
         self.ping_timeout = ping_timeout
         self.linger = linger
+        self.on_death = on_death
         self._init_state()
 
     def _init_state(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Taken as the plain lock (``with self._lock``), the condition only for wait and
+        # notify: Condition.__enter__/__exit__ are Python code, and an interrupt landing in
+        # __exit__ before the release would leave the lock held for good.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         # (due, sequence, token, watched): the sequence breaks ties so that watched objects are
         # never compared; the token tells a live entry from one left by an earlier watch().
         # Only the keepalive thread touches the heap (and stop(), under the condition).
@@ -98,6 +128,10 @@ class Keepalive:
         # sees the other: either the thread picks the entry up before it sleeps, or watch()
         # sees when it will wake and wakes it sooner if the entry is due earlier.
         self._wakes_at = _ABSENT
+        #: Why the thread died, once it has; watch() then refuses.
+        self.dead: str | None = None
+        # The batch being checked, so that a dying thread can report it too.
+        self._batch: list[tuple[int, Watched]] = []
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -109,6 +143,7 @@ class Keepalive:
 
         :param watched: the object whose ``_keepalive_start`` is called.
         :param first_check_in: seconds until the first check.
+        :raises KeepaliveDeadError: if the thread died (nothing would check ``watched``).
         """
         token = next(self._sequence)
         self._tokens[id(watched)] = token
@@ -121,7 +156,13 @@ class Keepalive:
         # Otherwise (no thread, a later wake-up, or a backlog of entries to sort into the
         # heap), take the condition and start or wake the thread.
         if entry[0] < self._wakes_at or len(self._pending) > _MAX_PENDING:
-            with self._cond:
+            with self._lock:
+                if self.dead is not None:
+                    # Checked only here, where a thread would be started or woken: a dead
+                    # thread left _wakes_at at _ABSENT, so every watch() comes this way.
+                    with contextlib.suppress(ValueError):
+                        self._pending.remove(entry)
+                    raise KeepaliveDeadError(self.dead)
                 if self._thread is None:
                     self._stopping = False
                     self._wakes_at = 0.0
@@ -151,12 +192,12 @@ class Keepalive:
         if not self._tokens and _ABSENT > self._wakes_at > time.monotonic() + self.linger:
             # Wake the thread from a wait for a far-off check, so that it starts to linger
             # now and ends soon after the last lock is released.
-            with self._cond:
+            with self._lock:
                 self._cond.notify()
 
     def stop(self) -> None:
         """Stop watching everything and end the thread (joined unless called from it)."""
-        with self._cond:
+        with self._lock:
             self._stopping = True
             self._heap.clear()
             self._pending.clear()
@@ -190,7 +231,7 @@ class Keepalive:
     def _next_due(self) -> list[tuple[int, Watched]] | None:
         """Wait for the next due checks; ``None`` means the thread should exit."""
         idle_since: float | None = None
-        with self._cond:
+        with self._lock:
             while not self._stopping:
                 self._take_pending()
                 while self._heap and not self._live(self._heap[0]):
@@ -231,16 +272,52 @@ class Keepalive:
         """
         self._wakes_at = deadline
         if not self._pending:
-            self._cond.wait(deadline - time.monotonic())
+            self._cond.wait(min(deadline - time.monotonic(), _MAX_WAIT))
         self._wakes_at = 0.0
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - reported by _die, never re-raised
+            self._die(f"the keepalive thread failed: {exc!r}")
+
+    def _die(self, reason: str) -> None:
+        """Last words of a thread that must not end: report every watched object lost."""
+        logger.critical("%s; every lock it watched is reported lost", reason, exc_info=True)
+        with self._lock:
+            self.dead = reason
+            self._wakes_at = _ABSENT
+            self._thread = None
+            entries = [*self._heap, *self._pending]
+            watched = [item for item in self._batch if self._tokens.get(id(item[1])) == item[0]]
+            watched += [(e[2], e[3]) for e in entries if self._live(e)]
+            self._heap.clear()
+            self._pending.clear()
+            self._tokens.clear()
+        for _, item in dict.fromkeys(watched):
+            self._fail(item, reason)
+        if self.on_death is not None:
+            try:
+                self.on_death(reason)
+            except BaseException:  # the thread is ending anyway
+                logger.exception("keepalive on_death hook failed")
+
+    def _loop(self) -> None:
         while True:
             batch = self._next_due()
             if batch is None:
                 return
-            outcomes = self._check(batch)
-            with self._cond:
+            self._batch = batch
+            try:
+                outcomes = self._check(batch)
+            except BaseException as exc:  # one bad round must not end the thread
+                # A failure outside the per-lock guards: no lock of the batch is proven held.
+                logger.exception("keepalive round failed")
+                outcomes = []
+                for _, watched in batch:
+                    self._fail(watched, f"the keepalive round failed: {exc!r}")
+            self._batch = []
+            with self._lock:
                 if self._stopping:
                     continue
                 for token, watched, delay in outcomes:
@@ -266,36 +343,56 @@ class Keepalive:
             if outcome is None or isinstance(outcome, (int, float)):
                 outcomes.append((token, watched, outcome))
                 continue
-            fd = outcome.fileno()
-            if fd is None or fd in waiting:
+            try:
+                fd = outcome.fileno()
+            except BaseException:  # noqa: BLE001 - a broken socket: the read below tells
+                fd = None
+            if not isinstance(fd, int) or fd < 0 or fd in waiting:
+                # No usable socket (unknown, or closed under us): read the answer now; a
+                # broken connection fails there and reports the loss.
                 outcomes.append((token, watched, self._guard(watched, outcome.finish)))
             else:
                 waiting[fd] = (token, watched, outcome)
         if not waiting:
             return outcomes
         started = time.monotonic()
-        with _Selector() as selector:
-            for fd in waiting:
-                selector.register(fd, selectors.EVENT_READ)
-            while waiting:
-                left = started + self.ping_timeout - time.monotonic()
-                if left <= 0:
-                    break
-                for key, _ in selector.select(left):
-                    selector.unregister(key.fd)
-                    token, watched, probe = waiting.pop(key.fd)
-                    outcomes.append((token, watched, self._guard(watched, probe.finish)))
+        try:
+            with _Selector() as selector:
+                for fd in waiting:
+                    selector.register(fd, selectors.EVENT_READ)
+                while waiting:
+                    left = started + self.ping_timeout - time.monotonic()
+                    if left <= 0:
+                        break
+                    for key, _ in selector.select(left):
+                        selector.unregister(key.fd)
+                        token, watched, probe = waiting.pop(key.fd)
+                        outcomes.append((token, watched, self._guard(watched, probe.finish)))
+        except Exception:  # the probes still waiting expire below
+            logger.exception("keepalive wait for answers failed")
         waited = time.monotonic() - started
         for token, watched, probe in waiting.values():
             self._guard(watched, functools.partial(probe.expire, waited))
             outcomes.append((token, watched, None))
         return outcomes
 
-    @staticmethod
-    def _guard(watched: Watched, step: Callable[[], T]) -> T | None:
+    def _guard(self, watched: Watched, step: Callable[[], T]) -> T | None:
+        """Run one step of one lock's check; anything it raises reports that lock lost.
+
+        ``BaseException``: a ``SystemExit`` or ``KeyboardInterrupt`` raised in this thread
+        (by a driver hook, say) must not end the checks of every other lock.
+        """
         try:
             return step()
-        except Exception:
-            # A bug must not kill the thread that guards every other lock.
+        except BaseException as exc:  # see above
             logger.exception("keepalive check of %r failed", watched)
+            self._fail(watched, f"its check failed: {exc!r}")
             return None
+
+    @staticmethod
+    def _fail(watched: Watched, reason: str) -> None:
+        """Tell ``watched`` that it could not be proven held; nothing it raises escapes."""
+        try:
+            watched._keepalive_failed(reason)
+        except BaseException:  # the last line of defence
+            logger.exception("reporting the failed check of %r failed", watched)

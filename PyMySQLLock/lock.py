@@ -55,6 +55,10 @@ _POLL_SECONDS = 0.02
 _DEADLOCK = frozenset({3058, 1213})
 _INTERRUPTED = frozenset({1317, 3024, 1969})
 _DEFAULT_INTERVAL = float(DEFAULT_REFRESH_INTERVAL)
+#: Keepalive checks in a row that a KILL QUERY may interrupt before the lock counts as lost.
+_MAX_INTERRUPTED_CHECKS = 3
+#: Seconds cancel() waits for a KILL QUERY to end the wait before it cuts the connection.
+_CANCEL_PATIENCE = 0.5
 
 _GET_LOCK = "SELECT GET_LOCK(%s, %s)"
 _RELEASE_LOCK = "SELECT RELEASE_LOCK(%s)"
@@ -104,7 +108,8 @@ class _Probe:
     """A keepalive check sent on a lock's session, waiting for its answer.
 
     It holds the session's mutex from the moment the check is sent until the answer is read
-    (:meth:`finish`) or given up (:meth:`expire`).
+    (:meth:`finish`) or given up (:meth:`expire`); :meth:`settle` lets go of it exactly once,
+    whatever the driver raised or answered.
     """
 
     __slots__ = ("interval", "lock", "session")
@@ -124,6 +129,13 @@ class _Probe:
             row = self.session.receive()
         except (SessionLost, StatementFailed) as exc:
             return self.settle(None, _check_failure(exc))
+        except BaseException as exc:  # noqa: BLE001 - any failure proves nothing: a loss
+            # A driver that broke on garbage (or was interrupted): the protocol state is
+            # unknown, so the connection is never used again.
+            self.session.broken = True
+            return self.settle(
+                None, LossReason.now(LossCause.CHECK_FAILED, f"the check failed: {exc!r}")
+            )
         return self.settle(row, None)
 
     def expire(self, waited: float) -> None:
@@ -139,13 +151,32 @@ class _Probe:
     def settle(self, row: tuple[Any, ...] | None, failure: LossReason | None) -> float | None:
         """Release the session's mutex and act on the check's outcome."""
         self.session.mutex.release()
-        if failure is None and row and row[0] == 1:
+        lock = self.lock
+        try:
+            held = failure is None and bool(row) and row[0] == 1  # type: ignore[index]
+        except Exception:  # noqa: BLE001 - garbage from the driver proves nothing
+            held = False
+        if held:
+            if lock._interrupted_checks:
+                lock._interrupted_checks = 0
             return self.interval
-        self.lock._declare_lost(
+        if (
+            failure is not None
+            and failure.cause is LossCause.REFUSED
+            and failure.server_code in _INTERRUPTED
+            and lock._interrupted_checks < _MAX_INTERRUPTED_CHECKS
+        ):
+            # A KILL QUERY (or a statement time limit) ended the check, not the session:
+            # check again at once rather than free a lock the server still holds.
+            lock._interrupted_checks += 1
+            logger.info("keepalive check of lock %r was interrupted; checking again", lock.name)
+            return 0.0
+        lock._declare_lost(
             self.session,
             failure
             or LossReason.now(
-                LossCause.NOT_HELD, "the server reports it free or held by another session"
+                LossCause.NOT_HELD,
+                f"the server reports it free or held by another session (answer {row!r})",
             ),
         )
         return None
@@ -224,6 +255,8 @@ class Lock:
         # When the wait began and when the lock was granted (monotonic), for the log.
         self._wait_began = 0.0
         self._acquired_at = 0.0
+        # Keepalive checks in a row ended by a KILL QUERY (re-checked, up to a limit).
+        self._interrupted_checks = 0
 
     def _forget_parent(self) -> None:
         """In a forked child, drop the parent's state: its session is not ours to use."""
@@ -418,7 +451,8 @@ class Lock:
         :raises LockConnectionError: if the server cannot be reached.
         :raises UnsupportedServerError: if the server refuses user locks (error 1235 on some
             MariaDB Galera releases, 1836 on an Aurora reader).
-        :raises LockError: if the Locker is closed.
+        :raises LockError: if the Locker is closed (also when :meth:`~PyMySQLLock.Locker.close`
+            ran while this acquire waited), or its keepalive thread ended.
         :raises InvalidArgumentError: for an out-of-range timeout or interval (before anything
             is sent).
 
@@ -453,35 +487,57 @@ class Lock:
             self._was_lost = False
             self._cancel_requested = False
             self._acquire_done = None
-        session: Session | None = None
         try:
             session = self._wait(seconds)
-        finally:
             with self._mutex:
-                self._waiting = None
-                if self._acquire_done is not None:
-                    self._acquire_done.set()
-                if session is None:
-                    self._state = _IDLE
-                else:
+                # _waiting keeps a granted session until it is _session: an interrupt at any
+                # point finds it in one of the two (see _abandon_acquire).
+                if session is not None:
                     self._state = _HELD
                     self._session = session
                     self._held_interval = interval
-        if session is None:
-            logger.debug("lock %r not acquired within %s s", self._name, seconds)
-            return False
-        self._locker._lock_held(self, interval)
+                else:
+                    self._state = _IDLE
+                self._waiting = None
+                if self._acquire_done is not None:
+                    self._acquire_done.set()
+            if session is None:
+                logger.debug("lock %r not acquired within %s s", self._name, seconds)
+                return False
+            self._locker._lock_held(self, interval)
+        except BaseException:
+            # An error, a KeyboardInterrupt or a SystemExit at any point: a session that the
+            # server may have granted the lock is closed, so that the server never keeps a
+            # lock this object does not report held.
+            self._abandon_acquire()
+            raise
         if logger.isEnabledFor(logging.DEBUG):  # one call instead of two when off
             waited = self._acquired_at - self._wait_began
             progress.log_acquired(self._name, waited, session.connection_id)
         return True
+
+    def _abandon_acquire(self) -> None:
+        """End an acquire that raised: not held, and no session of it left holding anything."""
+        with self._mutex:
+            sessions = {self._waiting, self._session if self._state == _HELD else None}
+            self._waiting = None
+            if self._state in (_HELD, _ACQUIRING):
+                self._state = _IDLE
+                self._session = None
+            if self._acquire_done is not None:
+                self._acquire_done.set()
+        self._locker._lock_released(self)
+        for session in sessions:
+            if session is not None:
+                self._locker._discard_if_in_use(session)
 
     def _wait(self, seconds: float) -> Session | None:
         """Wait on the server in bounded chunks; return the session holding the lock, or None.
 
         A chunk never exceeds the connection's read timeout, so an endless wait still notices
         a dead server; each chunk is one ``GET_LOCK``, so an uncontended acquire is one round
-        trip.
+        trip. :attr:`_waiting` names the session in use until it goes back to the Locker; an
+        exception that leaves here with it set leaves that session to the caller to close.
         """
         locker = self._locker
         began = self._wait_began = time.monotonic()
@@ -500,8 +556,7 @@ class Lock:
             self._waiting = session
             if self._cancel_requested:
                 # The wait may have been granted in the race, and the session may carry a
-                # pending KILL QUERY: closing the connection settles both.
-                locker._discard(session)
+                # pending KILL QUERY: closing the connection (acquire() does) settles both.
                 raise AcquireCancelledError(f"acquire of lock {self._name!r} was cancelled")
             started = time.monotonic()
             remaining = deadline - started
@@ -513,6 +568,12 @@ class Lock:
                 with session.mutex:
                     row = session.run(_GET_LOCK, (self._server_name, chunk))
             except SessionLost as lost:
+                if self._cancel_requested:
+                    # cancel() cut the connection (a KILL QUERY did not end the wait).
+                    raise AcquireCancelledError(
+                        f"acquire of lock {self._name!r} was cancelled"
+                    ) from None
+                self._waiting = None
                 locker._discard(session)
                 if died_in_pool(reused, started):
                     session, reused = locker._checkout(fresh=True)
@@ -523,11 +584,10 @@ class Lock:
             except StatementFailed as failure:
                 if self._cancel_requested:
                     continue  # MySQL reports the KILL QUERY of cancel() as error 1317
+                self._waiting = None
                 locker._checkin(session)
                 raise _acquire_error(self._name, failure) from failure.__cause__
-            except BaseException:
-                locker._discard(session)
-                raise
+            # Anything else (KeyboardInterrupt...): acquire() closes _waiting, this session.
             reused = False
             result = row[0] if row else None
             if self._cancel_requested:
@@ -538,18 +598,19 @@ class Lock:
             if result is None:
                 # MariaDB answers NULL without an error when KILL QUERY or a statement time
                 # limit ends the wait; the connection itself is fine.
+                self._waiting = None
                 locker._checkin(session)
                 raise AcquireInterruptedError(
                     f"the server interrupted the wait for lock {self._name!r}"
                 )
             if type(result) is not int or result != 0:
                 # Not an answer GET_LOCK gives: the lock may be held on this session, so the
-                # session goes, and the lock with it.
-                locker._discard(session)
+                # session goes, and the lock with it (acquire() closes _waiting).
                 raise LockError(f"unexpected answer {result!r} to GET_LOCK of {self._name!r}")
             now = time.monotonic()
             remaining = deadline - now
             if remaining <= 0:
+                self._waiting = None
                 locker._checkin(session)
                 return None
             if now >= report_at:
@@ -578,8 +639,12 @@ class Lock:
         """Abort an :meth:`acquire` that is waiting in another thread.
 
         The waiting ``acquire()`` raises :class:`~PyMySQLLock.AcquireCancelledError` promptly;
-        if the server granted the lock in the race, it is released. Returns once that
-        ``acquire()`` has ended.
+        if the server granted the lock in the race, it is released. The wait is ended with
+        ``KILL QUERY``; when that does not end it within half a second (a hung server, a
+        broken network) the waiting connection is cut instead, which the server treats as a
+        release. Returns once that ``acquire()`` has ended, or after about a second if it is
+        still opening a connection to a server that does not answer (it then raises as soon
+        as that attempt ends). Never raises itself.
 
         :returns: ``True`` if an acquire was waiting, ``False`` if there was none.
 
@@ -594,12 +659,23 @@ class Lock:
             if self._acquire_done is None:
                 self._acquire_done = threading.Event()
             done = self._acquire_done
-        # The waiter may be between two statements when a KILL QUERY arrives, which the server
-        # then ignores; repeating it until acquire() ends closes that gap.
+        started = time.monotonic()
+        killing: threading.Thread | None = None
+        cut: Session | None = None
         while not done.is_set():
+            waited = time.monotonic() - started
+            if waited >= 2 * _CANCEL_PATIENCE:
+                break
             waiting = self._waiting
-            if waiting is not None:
-                self._locker._kill_query(waiting.connection_id)
+            if waiting is not None and waited >= _CANCEL_PATIENCE:
+                if waiting is not cut:
+                    cut = waiting
+                    self._locker._abort(waiting)
+            elif waiting is not None and (killing is None or not killing.is_alive()):
+                # In a thread of its own: on a hung server the KILL QUERY itself hangs. It is
+                # repeated because a KILL QUERY landing between two chunks of the wait is
+                # ignored by the server.
+                killing = self._locker._kill_query_soon(waiting.connection_id)
             done.wait(0.05)
         return True
 
@@ -609,7 +685,9 @@ class Lock:
         """Release the lock.
 
         Releasing a lock that was lost only cleans up: the loss was already reported through
-        :attr:`lost`, ``on_lost`` and the log.
+        :attr:`lost`, ``on_lost`` and the log. An exception or interrupt (``KeyboardInterrupt``)
+        during ``release()`` leaves the lock either still reported held, so that ``release()``
+        can be called again, or released by closing its connection.
 
         :raises LockNotHeldError: if the lock is not held (never acquired, or released).
         :raises LockError: when called inside a :meth:`cursor` block of this lock, in its
@@ -621,39 +699,27 @@ class Lock:
            after a loss it only cleans up.
         """
         self._forget_parent()
-        with self._mutex:
-            if self._state == _LOST:
-                self._state = _IDLE
-                return
-            if self._state != _HELD or self._session is None:
-                raise LockNotHeldError(f"lock {self._name!r} is not held")
-            if self._session.caller_thread == threading.get_ident():
-                # The block holds the session's mutex: waiting for it here would never end.
-                raise LockError(f"release() inside a cursor() block of lock {self._name!r}")
-            session = self._session
-            self._session = None
-            self._state = _IDLE
-        self._locker._lock_released(self)
+        session: Session | None = None
         try:
-            with session.mutex:
-                row = session.run(_RELEASE_LOCK, (self._server_name,))
-        except SessionLost as exc:
-            self._locker._discard(session)
-            self._report_lost(
-                LossReason.now(
-                    LossCause.CONNECTION_LOST, f"the connection failed during release: {exc}"
-                )
-            )
-            return
-        except StatementFailed as exc:
-            self._locker._discard(session)
-            self._report_lost(
-                LossReason.now(
-                    LossCause.REFUSED, f"the server refused to release it: {exc}", exc.code
-                )
-            )
-            return
-        if row and row[0] == 1:
+            with self._mutex:
+                if self._state == _LOST:
+                    self._state = _IDLE
+                    return
+                if self._state != _HELD or self._session is None:
+                    raise LockNotHeldError(f"lock {self._name!r} is not held")
+                if self._session.caller_thread == threading.get_ident():
+                    # The block holds the session's mutex: waiting for it here would never end.
+                    raise LockError(f"release() inside a cursor() block of lock {self._name!r}")
+                session = self._session
+                self._session = None
+                self._state = _IDLE
+            self._locker._lock_released(self)
+            failure = self._release_on(session)
+        except BaseException:
+            if session is not None:
+                self._release_interrupted(session)
+            raise
+        if failure is None:
             # RELEASE_LOCK confirmed the session held the lock, once (a Lock never acquires
             # twice, and a session serves one lock): it now holds nothing and may serve the
             # next acquire.
@@ -662,9 +728,71 @@ class Lock:
                 progress.log_released(self._name, time.monotonic() - self._acquired_at)
             return
         self._locker._discard(session)
-        self._report_lost(
-            LossReason.now(LossCause.NOT_HELD, "the session no longer held it at release")
-        )
+        self._report_lost(failure)
+
+    def _release_on(self, session: Session) -> LossReason | None:
+        """Send ``RELEASE_LOCK`` on ``session``; :returns: ``None``, or why it was not released.
+
+        Waits at most the read timeout for the keepalive to finish a check on the session;
+        after that the connection is cut, which ends the check at once.
+        """
+        mutex = session.mutex
+        if not mutex.acquire(timeout=self._locker._read_timeout):
+            # Cutting the connection fails whatever waits on it at once (and the server
+            # frees the lock when it sees the connection end).
+            self._locker._abort(session)
+            if not mutex.acquire(timeout=self._locker._read_timeout):
+                return LossReason.now(LossCause.CHECK_FAILED, "its connection stayed busy")
+        try:
+            try:
+                row = session.run(_RELEASE_LOCK, (self._server_name,))
+            except StatementFailed as exc:
+                if exc.code not in _INTERRUPTED:
+                    raise
+                # A KILL QUERY that hit the release (or was pending on the session).
+                row = session.run(_RELEASE_LOCK, (self._server_name,))
+        except SessionLost as exc:
+            return LossReason.now(
+                LossCause.CONNECTION_LOST, f"the connection failed during release: {exc}"
+            )
+        except StatementFailed as exc:
+            return LossReason.now(
+                LossCause.REFUSED, f"the server refused to release it: {exc}", exc.code
+            )
+        finally:
+            mutex.release()
+        if row and row[0] == 1:
+            return None
+        return LossReason.now(LossCause.NOT_HELD, "the session no longer held it at release")
+
+    def _release_interrupted(self, session: Session) -> None:
+        """After an exception inside release(): held and retryable, or released by closing."""
+        with self._mutex:
+            if self._session is session and self._state == _HELD:
+                return  # interrupted before anything changed: release() can be called again
+            if self._session is None and self._state == _HELD:
+                self._state = _IDLE
+        self._locker._lock_released(self)
+        self._locker._discard_if_in_use(session)
+
+    def _drop(self) -> None:
+        """Let go of a held lock at once by closing its connection, without a round trip.
+
+        The server frees the lock when it sees the connection end, so nothing waits for a
+        hung server; for a process about to exit (``pymysqllock run`` on a signal) and for
+        :meth:`Locker.close` once its time is up.
+        """
+        with self._mutex:
+            session = self._session
+            if self._state == _LOST:
+                self._state = _IDLE
+            if self._state != _HELD or session is None:
+                return
+            self._session = None
+            self._state = _IDLE
+        self._locker._lock_released(self)
+        self._locker._abort(session)
+        self._locker._discard(session)
 
     # -- loss ---------------------------------------------------------------------------------
 
@@ -703,6 +831,12 @@ class Lock:
             raise
         return probe.settle(row, None)
 
+    def _keepalive_failed(self, reason: str) -> None:
+        """Called by the keepalive when a check raised: it proved nothing, so the lock is lost."""
+        session = self._session
+        if session is not None:
+            self._declare_lost(session, LossReason.now(LossCause.CHECK_FAILED, reason))
+
     def _declare_lost(self, session: Session, reason: LossReason) -> None:
         with self._mutex:
             if self._state != _HELD or self._session is not session:
@@ -712,16 +846,31 @@ class Lock:
             self._was_lost = True
         self._locker._lock_released(self)
         self._locker._discard(session)
-        self._report_lost(reason)
+        self._report_lost(reason, in_background=True)
 
-    def _report_lost(self, reason: LossReason) -> None:
+    def _report_lost(self, reason: LossReason, in_background: bool = False) -> None:
+        """Record and log the loss, and call ``on_lost``.
+
+        :param in_background: found by the keepalive (or under a cursor): ``on_lost`` runs on
+            the Locker's callback thread, where a slow or failing callback cannot hold up any
+            check. Otherwise (found by ``release()``) it runs in the calling thread.
+        """
         # The reason first: on_lost and anyone who sees ``lost`` may read it.
         self._lost_reason = reason
         self._was_lost = True
         logger.warning("lock %r was lost: %s", self._name, reason.message)
-        if self._on_lost is not None:
+        if self._on_lost is None:
+            return
+        if in_background:
+            self._locker._callbacks.submit(self._call_on_lost)
+        else:
+            self._call_on_lost()
+
+    def _call_on_lost(self) -> None:
+        on_lost = self._on_lost
+        if on_lost is not None:
             try:
-                self._on_lost(self)
+                on_lost(self)
             except Exception:
                 logger.exception("on_lost callback for lock %r raised", self._name)
 

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Callable, ClassVar, Literal, TypeVar, overload
 
 from . import listing, statements
+from .callbacks import Dispatcher
 from .config import parse_url
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .drivers import DriverAdapter, resolve_adapter
@@ -23,12 +24,11 @@ from .errors import (
     InvalidArgumentTypeError,
     LockConnectionError,
     LockError,
-    PermissionDeniedError,
 )
 from .fencing import FencedLock, FenceTable, prepare_table
 from .fencing_sql import DEFAULT_TABLE
 from .holds import end_run, validate_hold
-from .keepalive import Keepalive
+from .keepalive import Keepalive, KeepaliveDeadError
 from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, validate_name, validate_namespace
@@ -59,6 +59,16 @@ _FORK_ORPHANS: list[Any] = []
 # ER_NO_SUCH_THREAD: the session to kill is already gone. ER_KILL_DENIED_ERROR: not allowed.
 _NO_SUCH_THREAD = statements.NO_SUCH_THREAD
 _ON_BUSY = ("wait", "skip", "raise")
+# force_release() on MariaDB: read the holder and kill it in one statement. The holder's id
+# is left in a user variable (a result set from inside the block would need every driver to
+# read several results). ER_NO_SUCH_THREAD inside it means the holder just ended.
+_KILL_HOLDER_COMPOUND = (
+    "BEGIN NOT ATOMIC "
+    "SET @pymysqllock_killed = IS_USED_LOCK(%s); "
+    "IF @pymysqllock_killed IS NOT NULL THEN KILL CONNECTION @pymysqllock_killed; END IF; "
+    "END"
+)
+_KILLED_HOLDER = "SELECT @pymysqllock_killed"
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 _DEFAULT_INTERVAL = DEFAULT_REFRESH_INTERVAL
@@ -179,6 +189,8 @@ class Locker:
         self._server: ServerInfo | None = None
         self._listing: listing.Strategy | None = None
         self._init_state()
+        #: Why acquires are refused (closed, or the keepalive died); None while open.
+        self._refusal: str | None = None
         self._closed = False
         _LOCKERS.add(self)
         if lazy:
@@ -197,7 +209,12 @@ class Locker:
         # Server name -> (the Lock holding it, the thread that acquired it): lets an acquire
         # see at once that its own thread already holds the name through another Lock.
         self._holders: dict[str, tuple[Lock, int]] = {}
-        self._keepalive = Keepalive(f"PyMySQLLock-keepalive-{id(self):x}", self._read_timeout)
+        self._keepalive = Keepalive(
+            f"PyMySQLLock-keepalive-{id(self):x}",
+            self._read_timeout,
+            on_death=self._keepalive_died,
+        )
+        self._callbacks = Dispatcher(f"PyMySQLLock-callbacks-{id(self):x}")
 
     @classmethod
     def from_url(cls, url: Any, **kwargs: Any) -> Locker:
@@ -320,9 +337,10 @@ class Locker:
         :param name: the lock name, any non-empty :class:`str`.
         :param timeout: the default timeout of :meth:`Lock.acquire` and of ``with``.
         :param refresh_interval_secs: the default seconds between keepalive checks.
-        :param on_lost: called as ``on_lost(lock)`` once if the held lock is lost: from the
-            keepalive thread, or from the thread calling ``release()`` when that is what
-            finds the loss. ``lock.lost_reason`` says why.
+        :param on_lost: called as ``on_lost(lock)`` once if the held lock is lost: on the
+            Locker's callback thread when the keepalive finds the loss (so that a slow or
+            failing callback never delays a check), or in the thread calling ``release()``
+            when that is what finds it. ``lock.lost_reason`` says why.
         :param fencing: take a fencing token at each acquire, on the holding session (a
             :class:`~PyMySQLLock.fencing.FencedLock`; see :attr:`Lock.token`).
         :returns: a new :class:`Lock` (of :attr:`lock_class`).
@@ -509,7 +527,14 @@ class Locker:
         """Free ``name`` by ending the session that holds it (``KILL CONNECTION``).
 
         The holder's process learns of it through its own lost-lock detection. The session id
-        is read from the server just before, never taken from the caller.
+        is read from the server just before, never taken from the caller: the read and the
+        ``KILL`` run as one statement on MariaDB (a ``BEGIN NOT ATOMIC`` block), and back to
+        back on one connection on MySQL, which has no statement that does both. A window
+        remains: the time between the server reading the holder and killing it (microseconds
+        on MariaDB, one round trip on MySQL). A holder that releases ``name`` and reuses its
+        session for other work within it is ended instead. If that session belongs to
+        PyMySQLLock, it reports whatever lock it then held as lost (never hides it); a
+        waiting ``acquire()`` on it raises :class:`LockConnectionError`.
 
         :param name: the lock name.
         :returns: ``True`` if a holder was killed, ``False`` if the lock was free.
@@ -519,16 +544,35 @@ class Locker:
 
         .. versionadded:: 1.0
         """
-        holder = self.holder(name)
+        stored = self._server_name(name)
+
+        def kill_holder(session: Session) -> int | None:
+            if self.server.compound_statements:
+                # One statement: the session killed is the one the server names as the
+                # holder at that moment, with no round trip in between.
+                try:
+                    session.run_all(_KILL_HOLDER_COMPOUND, (stored,))
+                except StatementFailed as failure:
+                    if failure.code != _NO_SUCH_THREAD:
+                        raise
+                row = session.run(_KILLED_HOLDER)
+                return None if not row or row[0] is None else int(row[0])
+            # Read and kill back to back on one connection: the session killed is the one
+            # that held the lock a single round trip earlier (see the docstring).
+            row = session.run("SELECT IS_USED_LOCK(%s)", (stored,))
+            if not row or row[0] is None:
+                return None
+            found = int(row[0])
+            try:
+                session.run_all("KILL CONNECTION %s", (found,))
+            except StatementFailed as failure:
+                if failure.code != _NO_SUCH_THREAD:
+                    raise
+            return found
+
+        holder = self._on_idle_session(kill_holder)
         if holder is None:
             return False
-        try:
-            self._admin("KILL CONNECTION %s", (int(holder),))
-        except PermissionDeniedError:
-            raise
-        except LockError as exc:
-            if exc.server_code != _NO_SUCH_THREAD:
-                raise
         # KILL returns before the killed session has let go of its locks on some servers.
         deadline = time.monotonic() + self._read_timeout
         while self.holder(name) == holder and time.monotonic() < deadline:
@@ -682,6 +726,22 @@ class Locker:
             if exc.server_code != _NO_SUCH_THREAD:
                 raise
 
+    def _kill_query_soon(self, connection_id: int) -> threading.Thread:
+        """Send ``KILL QUERY`` from a short-lived thread, so that a hung server delays no one.
+
+        :returns: the thread (it ends within the read timeout; failures are only logged).
+        """
+
+        def kill() -> None:
+            try:
+                self._kill_query(connection_id)
+            except Exception as exc:  # noqa: BLE001 - the caller has other means
+                logger.debug("KILL QUERY %s failed: %s", connection_id, exc)
+
+        thread = threading.Thread(target=kill, name="PyMySQLLock-cancel", daemon=True)
+        thread.start()
+        return thread
+
     def _list_names(self, session: Session) -> list[str]:
         return self._listed(session, lambda strategy: listing.names(strategy, session))
 
@@ -704,25 +764,46 @@ class Locker:
     def close(self) -> None:
         """Release every lock still held, stop the keepalive and close every connection.
 
-        Idempotent. Locks and ``acquire()`` calls of a closed Locker raise :class:`LockError`.
+        Idempotent (and an interrupted ``close()`` finishes when called again), and safe from
+        any thread. Locks and ``acquire()`` calls of a closed Locker raise :class:`LockError`,
+        including an ``acquire()`` waiting in another thread when ``close()`` is called: its
+        connection is cut (never closed under it) and it raises at once. Returns within about
+        one ``ping_timeout`` even when the server hangs: the locks not released by then are let
+        go by closing their connections, which the server treats as a release.
 
         .. versionadded:: 1.0
         """
-        if self._closed:
-            return
+        # No early return when already closed: a close() cut short (by a KeyboardInterrupt,
+        # say) finishes when called again, and a finished one finds nothing left to do.
+        with self._mutex:
+            self._closed = True
+            self._refusal = "this Locker is closed"
+        deadline = time.monotonic() + self._read_timeout
         for lock in list(self._held):
             try:
-                lock.release()
+                if time.monotonic() < deadline:
+                    lock.release()
+                else:
+                    lock._drop()
             except LockError:
                 logger.debug("lock %r was not held at close", lock.name)
         with self._mutex:
-            self._closed = True
-            sessions = [*self._idle, *self._in_use]
-            self._idle.clear()
-            self._in_use.clear()
+            # Checked out by other threads (an acquire, an admin call): cut, so that their
+            # users fail at once and close them (nothing is pooled once closed).
+            for session in self._in_use:
+                session.abort()
         self._keepalive.stop()
-        for session in sessions:
+        while True:
+            # One at a time, each dropped from the pool only once closed: a close() cut
+            # short leaves the rest (and the one it was closing) to the next call.
+            with self._mutex:
+                if not self._idle:
+                    break
+                session = self._idle[-1]
             session.close()
+            with self._mutex:
+                if session in self._idle:
+                    self._idle.remove(session)
         _LOCKERS.discard(self)
 
     def __del__(self) -> None:
@@ -765,17 +846,17 @@ class Locker:
         :returns: the session and whether it came from the pool.
         """
         with self._mutex:
-            if self._closed:
-                raise LockError("this Locker is closed")
+            if self._refusal is not None:
+                raise LockError(self._refusal)
             if self._idle and not fresh:
                 session = self._idle.pop()
                 self._in_use.add(session)
                 return session, True
         session = self._connect()
         with self._mutex:
-            if self._closed:
+            if self._refusal is not None:
                 session.close()
-                raise LockError("this Locker is closed")
+                raise LockError(self._refusal)
             self._in_use.add(session)
         return session, False
 
@@ -798,6 +879,27 @@ class Locker:
         with self._mutex:
             self._in_use.discard(session)
         session.close()
+
+    def _discard_if_in_use(self, session: Session) -> None:
+        """Close ``session`` unless it already went back to the pool or was closed.
+
+        For clean-up after an interrupt, which may land after the session was handed back.
+        """
+        with self._mutex:
+            if session not in self._in_use:
+                return
+            self._in_use.discard(session)
+        session.close()
+
+    def _abort(self, session: Session) -> None:
+        """Cut a checked-out connection that another thread may be using (see Session.abort).
+
+        Under the Locker's mutex: a session still checked out has not been closed by its user
+        (who takes it out of :attr:`_in_use` first), so its descriptor is still its own.
+        """
+        with self._mutex:
+            if session in self._in_use:
+                session.abort()
 
     def _connect(self) -> Session:
         try:
@@ -869,11 +971,30 @@ class Locker:
     # one step; acquirers then never queue behind each other or the keepalive here.
 
     def _lock_held(self, lock: Lock, interval: float) -> None:
+        """Start watching a lock just acquired; :raises LockError: if this Locker refuses.
+
+        Added to :attr:`_held` before the refusal is read, and close() sets the refusal
+        before it copies :attr:`_held`: a close() racing this acquire either releases the
+        lock or makes this raise (and the caller then closes the lock's session).
+        """
         self._held.add(lock)
         # Called by the acquiring thread; no other Lock of this Locker can hold the same name
         # now (the server grants it to one session), so the entry is this lock's alone.
         self._holders[lock.server_name] = (lock, threading.get_ident())
-        self._keepalive.watch(lock, interval)
+        refusal = self._refusal
+        if refusal is not None:
+            raise LockError(refusal)
+        try:
+            self._keepalive.watch(lock, interval)
+        except KeepaliveDeadError:
+            raise LockError(str(self._refusal)) from None
+
+    def _keepalive_died(self, reason: str) -> None:
+        """Called by a keepalive thread that ended unexpectedly (after it reported its locks)."""
+        self._refusal = (
+            f"this Locker's keepalive thread ended ({reason}), so it cannot guard new locks; "
+            "make a new Locker"
+        )
 
     def _lock_released(self, lock: Lock) -> None:
         self._held.discard(lock)

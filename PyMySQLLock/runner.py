@@ -2,9 +2,11 @@
 
 The command line module decides *what* to run; this module holds the part that must get
 POSIX process handling right: signals are blocked and taken synchronously with
-``sigtimedwait`` so that the lock wait can be cancelled and the sender of a signal is known,
-the command is started with ``posix_spawnp`` without our own descriptors, and a lost lock
-ends it with SIGTERM, then SIGKILL. Kept apart from the argument parsing and the other
+``sigtimedwait`` so that the lock wait can be cancelled, the command is started with
+``posix_spawnp`` in a process group of its own (given the terminal when we had it) without
+our own descriptors, every signal that would end pymysqllock is passed on to that group
+instead, and a lost lock or a shutdown ends the whole group with SIGTERM, then SIGKILL: no
+process of the job runs on without the lock. Kept apart from the argument parsing and the other
 sub-commands because it is the one piece that needs threads, signals and child processes,
 and reads best on its own.
 
@@ -20,11 +22,12 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .cliconnect import URL_ENV
 from .lock import Lock
 from .locker import Locker
 from .timeouts import FOREVER
@@ -39,6 +42,7 @@ __all__ = [
     "Runner",
     "Signals",
     "inheritable_fds",
+    "redact_url",
 ]
 
 logger = logging.getLogger("PyMySQLLock")
@@ -64,14 +68,60 @@ def _signals(*names: str) -> frozenset[int]:
     return frozenset(getattr(signal, name) for name in names if hasattr(signal, name))
 
 
-# The signals "run" passes on to its command.
-_FORWARDED = _signals("SIGINT", "SIGTERM", "SIGHUP")
+# Signals that ask the job to end: while waiting for the lock they end the wait, and once the
+# command has ended, its group is made to end too.
+_SHUTDOWN = _signals("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+# Every other signal whose default action would end pymysqllock and leave the command running
+# without the lock. They are passed on to the command's group (which may handle them) instead.
+# The fault signals (SIGSEGV, SIGBUS, ...) are left alone: blocking them is undefined.
+_FORWARDED = (
+    _SHUTDOWN
+    | _signals(
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGALRM",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGXCPU",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSTKFLT",
+    )
+    | frozenset(range(signal.SIGRTMIN, signal.SIGRTMAX + 1) if hasattr(signal, "SIGRTMIN") else ())
+)
 # Signals that Python ignores at startup; the command must start with the default action.
 _RESET_IN_CHILD = _signals("SIGPIPE", "SIGXFSZ")
-# siginfo.si_code of a signal sent by the kernel, e.g. by the terminal for Ctrl-C (Linux).
-_SI_KERNEL = 0x80
 # Longest sleep of the supervising loop: only a safety net, every event also wakes it.
 _MAX_SLEEP = 1.0
+# How often the group is looked at once the command itself has ended (its members are not
+# our children, so nothing wakes us when they end).
+_GROUP_POLL = 0.05
+# Seconds to wait for the acquiring thread after a cancel: on a hung server it may still be
+# opening a connection, which must not delay the exit.
+_JOIN_AFTER_CANCEL = 0.3
+#: Query options of a URL that carry a secret, removed with its password.
+_SECRET_QUERY_WORDS = ("pass", "pwd", "secret")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (and any query option naming one), for a child's environment.
+
+    :returns: the URL unchanged when it has no password, else the same URL without it.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}@{hostport}"
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not any(word in key.lower() for word in _SECRET_QUERY_WORDS)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
 
 def inheritable_fds() -> set[int]:
@@ -95,13 +145,16 @@ class Signals:
     """
 
     WATCHED = _FORWARDED | _signals("SIGCHLD")
+    # Blocked but never waited for: with SIGTTOU blocked, handing the terminal back to our own
+    # process group from the background works instead of stopping us.
+    BLOCKED = WATCHED | _signals("SIGTTOU")
 
     def __init__(self) -> None:
         self._thread = threading.get_ident()
         self._saved: set[int] | None = None
 
     def __enter__(self) -> Signals:
-        self._saved = signal.pthread_sigmask(signal.SIG_BLOCK, self.WATCHED)
+        self._saved = signal.pthread_sigmask(signal.SIG_BLOCK, self.BLOCKED)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -120,14 +173,25 @@ class Signals:
         return signal.sigtimedwait(self.WATCHED, max(timeout, 0.0))
 
 
-def _from_terminal(info: Any, pid: int) -> bool:
-    """Whether the terminal sent this signal to our process group, which the command is in."""
-    if not sys.platform.startswith("linux") or info.si_code != _SI_KERNEL:
-        return False
+def _foreground_terminal() -> int | None:
+    """The descriptor of our controlling terminal when our process group is its foreground."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return fd
+        except OSError:
+            continue
+    return None
+
+
+def _group_alive(pgid: int) -> bool:
     try:
-        return os.getpgid(pid) == os.getpgrp()
-    except OSError:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _exit_status(wait_status: int) -> int:
@@ -156,6 +220,8 @@ class Runner:
         self.inherited = inherited
         self.error = error
         self.lost = threading.Event()
+        #: The shutdown signal received while the command ran, if any.
+        self.shutdown: int | None = None
 
     def _on_lost(self, lock: Lock) -> None:
         self.lost.set()
@@ -185,11 +251,19 @@ class Runner:
         except OSError as exc:
             self.error(f"cannot run {args.command[0]!r}: {exc.strerror}")
             return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
-        status, stopped = self._supervise(pid)
+        terminal = self._give_terminal(pid)
+        try:
+            status, stopped = self._supervise(pid)
+        finally:
+            self._take_terminal_back(terminal)
         hold = getattr(args, "hold_at_least", None) or 0.0
-        if hold and lock.locked():
+        if hold and lock.locked() and self.shutdown is None:
             self._hold(acquired_at + hold)
-        if lock.locked():
+        if self.shutdown is not None and lock.locked():
+            # We are going down on a signal: close the lock's connection (the server frees
+            # the lock) rather than wait for a server that may hang.
+            lock._drop()
+        elif lock.locked():
             lock.release()  # reports a loss found at release through on_lost
         if self.lost.is_set() or lock.lost:
             if stopped:
@@ -247,10 +321,11 @@ class Runner:
         while not outcome:
             info = self.signals.wait(_MAX_SLEEP)
             if info is not None and info.si_signo in _FORWARDED:
+                # cancel() returns within about a second even when the server hangs.
                 lock.cancel()
-                thread.join()
-                if lock.locked():  # granted before the cancel: give it back
-                    lock.release()
+                thread.join(_JOIN_AFTER_CANCEL)
+                if lock.locked():  # granted before the cancel: let go without a round trip
+                    lock._drop()
                 return False, int(info.si_signo)
         thread.join()
         result = outcome[0]
@@ -261,6 +336,10 @@ class Runner:
     def _spawn(self, lock: Lock) -> int:
         command = self.args.command
         env = dict(os.environ)
+        if URL_ENV in env and not getattr(self.args, "keep_url_password", False):
+            # The command needs no password of ours; one in its environment would be
+            # readable by anyone who can read that process's environment, for its lifetime.
+            env[URL_ENV] = redact_url(env[URL_ENV])
         env[LOCK_NAME_ENV] = self.args.name
         env[CONNECTION_ID_ENV] = str(lock.connection_id)
         # Our own connections must not live on in the command: if they did, the server would
@@ -271,14 +350,44 @@ class Runner:
             command,
             env,
             file_actions=close,
+            setpgroup=0,  # a group of its own: the whole job can be signalled at once
             setsigmask=set(),
             setsigdef=_RESET_IN_CHILD,
         )
         logger.info("lock %r acquired; started %s (pid %d)", self.args.name, command[0], pid)
         return pid
 
+    def _give_terminal(self, pid: int) -> int | None:
+        """Make the command's group the terminal's foreground, if ours was.
+
+        Ctrl-C and the other terminal signals then reach the command's group (once) as they
+        would without pymysqllock, and the command may read the terminal.
+
+        :returns: the terminal's descriptor, to take it back later; ``None`` if not ours.
+        """
+        fd = _foreground_terminal()
+        if fd is None:
+            return None
+        try:
+            os.tcsetpgrp(fd, pid)
+        except OSError:
+            return None
+        # A command that read the terminal before it was its own was stopped (SIGTTIN).
+        _kill(-pid, signal.SIGCONT)
+        return fd
+
+    @staticmethod
+    def _take_terminal_back(fd: int | None) -> None:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(fd, os.getpgrp())  # SIGTTOU is blocked: this cannot stop us
+
     def _supervise(self, pid: int) -> tuple[int, bool]:
-        """Forward signals to the command, stop it if the lock is lost, and wait for it.
+        """Forward signals to the command's group, stop it on loss, and wait for it.
+
+        The command leads a process group of its own (``pid`` is also the group id). A lost
+        lock sends the group SIGTERM and, ``--grace`` seconds later, SIGKILL; so does the end
+        of the command after a shutdown signal, for what it left running in its group.
 
         :returns: the command's exit status (128 + N for a death by signal N), and whether we
             stopped it because the lock was lost.
@@ -286,29 +395,44 @@ class Runner:
         grace = float(self.args.grace)
         kill_at: float | None = None
         killed = False
+        status: int | None = None
         while True:
-            done, wait_status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return _exit_status(wait_status), kill_at is not None
+            if status is None:
+                done, wait_status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = _exit_status(wait_status)
             now = time.monotonic()
-            if self.lost.is_set() and kill_at is None:
-                logger.info("lock %r lost: sending SIGTERM to pid %d", self.args.name, pid)
-                _kill(pid, signal.SIGTERM)
+            if status is not None:
+                # The command ended; after a loss or a shutdown nothing of its group may run
+                # on without the lock.
+                if (kill_at is None and self.shutdown is None and not self.lost.is_set()) or (
+                    not _group_alive(pid)
+                ):
+                    return status, kill_at is not None
+                if killed:
+                    return status, True
+            if (self.lost.is_set() or (status is not None and self.shutdown is not None)) and (
+                kill_at is None
+            ):
+                logger.info("lock %r: sending SIGTERM to process group %d", self.args.name, pid)
+                _kill(-pid, signal.SIGTERM)
                 kill_at = now + grace
             if kill_at is not None and not killed and now >= kill_at:
-                logger.warning("pid %d outlived the %.1fs grace period: SIGKILL", pid, grace)
-                _kill(pid, signal.SIGKILL)
+                logger.warning(
+                    "process group %d outlived the %.1fs grace period: SIGKILL", pid, grace
+                )
+                _kill(-pid, signal.SIGKILL)
                 killed = True
+                continue
             sleep = _MAX_SLEEP if kill_at is None or killed else min(_MAX_SLEEP, kill_at - now)
+            if status is not None:
+                sleep = min(sleep, _GROUP_POLL)
             info = self.signals.wait(sleep)
             if info is not None and info.si_signo in _FORWARDED:
-                if _from_terminal(info, pid):
-                    logger.debug(
-                        "signal %d came from the terminal to the command too", info.si_signo
-                    )
-                else:
-                    logger.info("forwarding signal %d to pid %d", info.si_signo, pid)
-                    _kill(pid, info.si_signo)
+                if info.si_signo in _SHUTDOWN:
+                    self.shutdown = int(info.si_signo)
+                logger.info("forwarding signal %d to process group %d", info.si_signo, pid)
+                _kill(-pid, info.si_signo)
 
 
 def _kill(pid: int, signum: int) -> None:

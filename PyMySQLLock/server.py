@@ -93,6 +93,11 @@ class ServerInfo:
         return self.flavor == MARIADB
 
     @property
+    def compound_statements(self) -> bool:
+        """Whether ``BEGIN NOT ATOMIC ... END`` runs outside a stored program (MariaDB 10.1.1+)."""
+        return self.flavor == MARIADB and self.version >= (10, 1, 1)
+
+    @property
     def galera(self) -> bool:
         """Whether Galera replication is on (``wsrep_on=ON``): locks are local to one node."""
         return self.variables.get("wsrep_on", "").upper() in ("ON", "1")

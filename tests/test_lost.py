@@ -118,7 +118,11 @@ def test_killed_session_is_detected_and_reported_once(
         lock.ensure_held()
     assert isinstance(info.value, LockError)
     assert on_lost.locks == [lock]
-    assert on_lost.threads[0] is keepalive
+    # on_lost runs on the Locker's callback thread, where it cannot delay or end the checks.
+    assert on_lost.threads[0] is not keepalive
+    assert on_lost.threads[0] is not threading.current_thread()
+    assert on_lost.threads[0].name.startswith("PyMySQLLock-callbacks-")
+    assert on_lost.threads[0].daemon
     assert keepalive.daemon
     warnings = log_records.at(logging.WARNING)
     assert len(warnings) == 1

@@ -178,6 +178,7 @@ class _Probe:
                 LossCause.NOT_HELD,
                 f"the server reports it free or held by another session (answer {row!r})",
             ),
+            in_background=True,
         )
         return None
 
@@ -835,9 +836,14 @@ class Lock:
         """Called by the keepalive when a check raised: it proved nothing, so the lock is lost."""
         session = self._session
         if session is not None:
-            self._declare_lost(session, LossReason.now(LossCause.CHECK_FAILED, reason))
+            self._declare_lost(
+                session, LossReason.now(LossCause.CHECK_FAILED, reason), in_background=True
+            )
 
-    def _declare_lost(self, session: Session, reason: LossReason) -> None:
+    def _declare_lost(
+        self, session: Session, reason: LossReason, in_background: bool = False
+    ) -> None:
+        """Report the lock lost, unless it was released meanwhile; see :meth:`_report_lost`."""
         with self._mutex:
             if self._state != _HELD or self._session is not session:
                 return  # released meanwhile: release() reports what it finds
@@ -846,14 +852,15 @@ class Lock:
             self._was_lost = True
         self._locker._lock_released(self)
         self._locker._discard(session)
-        self._report_lost(reason, in_background=True)
+        self._report_lost(reason, in_background)
 
     def _report_lost(self, reason: LossReason, in_background: bool = False) -> None:
         """Record and log the loss, and call ``on_lost``.
 
-        :param in_background: found by the keepalive (or under a cursor): ``on_lost`` runs on
-            the Locker's callback thread, where a slow or failing callback cannot hold up any
-            check. Otherwise (found by ``release()``) it runs in the calling thread.
+        :param in_background: found by the keepalive: ``on_lost`` runs on the Locker's
+            callback thread, where a slow or failing callback cannot hold up any check.
+            Otherwise (found by ``release()`` or under :meth:`cursor`) it runs in the calling
+            thread, before that call raises or returns.
         """
         # The reason first: on_lost and anyone who sees ``lost`` may read it.
         self._lost_reason = reason

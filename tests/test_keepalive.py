@@ -87,3 +87,16 @@ def test_watch_after_the_thread_ended_starts_a_new_one(keepalive):
     assert second.checked.wait(2)
     assert keepalive.thread is not None
     assert keepalive.thread is not ended
+
+
+def test_an_interval_beyond_the_clock_ends_no_checks(keepalive):
+    # Condition.wait(1e10) raises OverflowError; the thread must clamp its waits instead.
+    far = Watched(1e10)
+    keepalive.watch(far, 1e10)
+    near = Watched(0.05)
+    keepalive.watch(near, 0.05)
+    assert near.checked.wait(2)
+    near.checked.clear()
+    assert near.checked.wait(2), "the thread stopped checking"
+    assert keepalive.dead is None
+    assert far.checks == 0

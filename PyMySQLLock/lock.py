@@ -481,14 +481,16 @@ class Lock:
                 "object of the same Locker: waiting for it would wait on itself. Use the Lock "
                 "that holds it, or release that one first"
             )
-        with self._mutex:
-            if self._state in (_HELD, _ACQUIRING):
-                raise LockAlreadyHeldError(f"lock {self._name!r} is already {self._state}")
-            self._state = _ACQUIRING
-            self._was_lost = False
-            self._cancel_requested = False
-            self._acquire_done = None
+        mine = False  # whether this call made the lock _ACQUIRING (and must undo it)
         try:
+            with self._mutex:
+                if self._state in (_HELD, _ACQUIRING):
+                    raise LockAlreadyHeldError(f"lock {self._name!r} is already {self._state}")
+                mine = True
+                self._state = _ACQUIRING
+                self._was_lost = False
+                self._cancel_requested = False
+                self._acquire_done = None
             session = self._wait(seconds)
             with self._mutex:
                 # _waiting keeps a granted session until it is _session: an interrupt at any
@@ -510,7 +512,8 @@ class Lock:
             # An error, a KeyboardInterrupt or a SystemExit at any point: a session that the
             # server may have granted the lock is closed, so that the server never keeps a
             # lock this object does not report held.
-            self._abandon_acquire()
+            if mine:
+                self._abandon_acquire()
             raise
         if logger.isEnabledFor(logging.DEBUG):  # one call instead of two when off
             waited = self._acquired_at - self._wait_began

@@ -56,18 +56,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
+import linecache
 import os
 import random
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 #: The drivers the workers use, round-robin.
 DRIVERS = ("pymysql", "mysql.connector", "MySQLdb")
@@ -285,9 +288,89 @@ def check(
 # --------------------------------------------------------------------------- the worker
 
 
+# --------------------------------------------------------------------------- hostile events
+
+#: Chances per iteration of a worker: an interrupt injected into its acquire or its release,
+#: and a close() of its Locker racing its acquire. Its on_lost callback always raises.
+INTERRUPT_CHANCE = 0.05
+CLOSE_RACE_CHANCE = 0.02
+
+
+class Interrupt:
+    """Raises ``exception`` at the ``at``-th line the calling thread runs (any module)."""
+
+    def __init__(self, at: int, exception: type[BaseException] = KeyboardInterrupt) -> None:
+        self.at = at
+        self.exception = exception
+        self.lines = 0
+        self.fired = False
+
+    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and _in_finalizer(frame):
+            return None  # run by the garbage collector, not by the call under test
+        if event == "line" and not _on_with_line(frame):
+            self.lines += 1
+            if self.lines == self.at:
+                self.fired = True
+                sys.settrace(None)
+                raise self.exception("injected")
+        return self._trace
+
+    def run(self, call: Callable[[], Any]) -> bool:
+        """Run ``call`` with the interrupt armed; :returns: whether it fired."""
+        sys.settrace(self._trace)
+        try:
+            call()
+        except self.exception:
+            if not self.fired:
+                raise
+        finally:
+            sys.settrace(None)
+        return self.fired
+
+
+def _on_with_line(frame: Any) -> bool:
+    """Whether the frame is on a ``with`` statement's line.
+
+    Its line event also fires as the block exits, before ``__exit__`` is called: raising
+    there would leave a lock acquired by the ``with`` held, where a real interrupt cannot land
+    (CPython runs signal handlers after that call, not before it). Skipped both ways.
+    """
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).lstrip()
+    return line.startswith(("with ", "async with "))
+
+
+def _in_finalizer(frame: Any) -> bool:
+    """Whether the frame runs for the garbage collector: a ``__del__`` or a weakref callback."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(("weakref.py", "weakrefset.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def hostile_on_lost(lock: Any) -> None:
+    """An ``on_lost`` that fails in the worst ways; the library must carry on regardless.
+
+    On the Locker's callback thread it raises ``SystemExit`` or ``KeyboardInterrupt`` too. In
+    the worker's own thread (a loss found by ``release()``) only an ``Exception``: a
+    ``SystemExit`` raised by a callback in the caller's thread is the caller's to handle.
+    """
+    own_thread = threading.current_thread() is threading.main_thread()
+    kinds = (RuntimeError,) if own_thread else (SystemExit, KeyboardInterrupt, RuntimeError)
+    raise random.choice(kinds)("from on_lost")
+
+
 def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int:
     """Loop over the lock until ``deadline`` (monotonic); the supervisor may kill us any time."""
-    from PyMySQLLock import AcquireInterruptedError, LockConnectionError, Locker, LockLostError
+    from PyMySQLLock import (
+        AcquireInterruptedError,
+        LockConnectionError,
+        Locker,
+        LockError,
+        LockLostError,
+    )
 
     log = Log(log_path)
     url = os.environ[URL_ENV]
@@ -297,11 +380,32 @@ def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int
         # --broken: every worker takes a lock of its own, so nothing excludes anything and the
         # checker must find overlaps (a self-test of the checker and of this whole harness).
         name = f"{NAME}-{worker}" if os.environ.get(BROKEN_ENV) else NAME
-        lock = locker.lock(name, refresh_interval_secs=REFRESH_INTERVAL)
+        lock = locker.lock(name, refresh_interval_secs=REFRESH_INTERVAL, on_lost=hostile_on_lost)
         seq = 0
         while time.monotonic() < deadline:
+            roll = rng.random()
+            if roll < CLOSE_RACE_CHANCE:
+                # close() from another thread while this one acquires: the acquire must end
+                # with a LockError or give the lock up in close(); never held afterwards.
+                closer = threading.Timer(rng.uniform(0, 0.005), locker.close)
+                closer.start()
+                with contextlib.suppress(LockError):
+                    lock.acquire(timeout=0.5)
+                closer.join()
+                locker.close()
+                if lock.locked():
+                    log.write("error", worker=worker, driver=driver, message="held after close")
+                locker = Locker.from_url(url, driver=driver)
+                lock = locker.lock(
+                    name, refresh_interval_secs=REFRESH_INTERVAL, on_lost=hostile_on_lost
+                )
+                continue
             try:
-                if not lock.acquire(timeout=2):
+                if roll < CLOSE_RACE_CHANCE + INTERRUPT_CHANCE:
+                    Interrupt(rng.randint(1, 400)).run(functools.partial(lock.acquire, timeout=2))
+                    if not lock.locked():
+                        continue  # interrupted before the grant, or the grant given up
+                elif not lock.acquire(timeout=2):
                     continue
             except (LockConnectionError, AcquireInterruptedError) as exc:
                 # Our waiting session was killed by the supervisor: expected, try again.
@@ -321,7 +425,12 @@ def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int
                 lock.release()  # only cleans up: the loss is already known
                 continue
             log.write("end", worker=worker, driver=driver, seq=seq)
-            lock.release()
+            if rng.random() < INTERRUPT_CHANCE:
+                Interrupt(rng.randint(1, 200)).run(lock.release)
+                if lock.locked():
+                    lock.release()  # interrupted before anything changed: released now
+            else:
+                lock.release()
             if lock.lost:
                 log.write("lost", worker=worker, driver=driver, seq=seq)
         locker.close()

@@ -12,7 +12,6 @@ on a connection of its own).
 from __future__ import annotations
 
 import gc
-import linecache
 import logging
 import sys
 import threading
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from stress import Interrupt
 
 from PyMySQLLock import AcquireCancelledError, Locker, LockError
 from PyMySQLLock.drivers import DriverAdapter, resolve_adapter
@@ -106,6 +106,8 @@ def faulty_adapter(driver: str) -> Any:
             self.plan = None
             self.fired.set()
             action = plan[1]
+            if isinstance(action, tuple):  # ("answered", error): read the answer, then raise
+                return action
             if isinstance(action, type) and issubclass(action, BaseException):
                 raise action(f"injected at {step}")
             if action == "hang":
@@ -124,7 +126,11 @@ def faulty_adapter(driver: str) -> Any:
             return super().fileno(raw)  # type: ignore[no-any-return]
 
         def read_first_row(self, raw: Any) -> Any:
-            if self._fault("read", raw) == "garbage":
+            fault = self._fault("read", raw)
+            if isinstance(fault, tuple):
+                super().read_first_row(raw)  # the server's answer is consumed, as with an error
+                raise fault[1]("injected after the answer")
+            if fault == "garbage":
                 super().read_first_row(raw)  # the real answer, replaced by nonsense
                 return ("garbage", object())
             return super().read_first_row(raw)
@@ -278,7 +284,7 @@ def test_kill_query_on_a_check_is_checked_again_not_a_loss(make_locker, driver, 
     lock = locker.lock(lock_name, refresh_interval_secs=INTERVAL, on_lost=report)
     assert lock.acquire(0)
     # What the driver raises when a KILL QUERY lands on the check (error 1317).
-    adapter.arm("read", _interrupted_error(driver), lock.connection_id)
+    adapter.arm("read", ("answered", _interrupted_error(driver)), lock.connection_id)
     assert adapter.fired.wait(10)
     time.sleep(3 * INTERVAL)
     assert lock.locked(), "a KILL QUERY on a check freed a lock the server still held"
@@ -308,60 +314,6 @@ def _interrupted_error(driver: str) -> type[BaseException]:
 
 
 # --------------------------------------------------------------------------- 2. interrupts
-
-
-class Interrupt:
-    """Raises ``exception`` at the ``at``-th line the calling thread runs (any module)."""
-
-    def __init__(self, at: int, exception: type[BaseException] = KeyboardInterrupt) -> None:
-        self.at = at
-        self.exception = exception
-        self.lines = 0
-        self.fired = False
-
-    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
-        if event == "call" and _in_finalizer(frame):
-            return None  # run by the garbage collector, not by the call under test
-        if event == "line" and not _on_with_line(frame):
-            self.lines += 1
-            if self.lines == self.at:
-                self.fired = True
-                sys.settrace(None)
-                raise self.exception("injected")
-        return self._trace
-
-    def run(self, call: Callable[[], Any]) -> bool:
-        """Run ``call`` with the interrupt armed; :returns: whether it fired."""
-        sys.settrace(self._trace)
-        try:
-            call()
-        except self.exception:
-            if not self.fired:
-                raise
-        finally:
-            sys.settrace(None)
-        return self.fired
-
-
-def _on_with_line(frame: Any) -> bool:
-    """Whether the frame is on a ``with`` statement's line.
-
-    Its line event also fires as the block exits, before ``__exit__`` is called: raising
-    there would leave a lock acquired by the ``with`` held, where a real interrupt cannot land
-    (CPython runs signal handlers after that call, not before it). Skipped both ways.
-    """
-    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).lstrip()
-    return line.startswith(("with ", "async with "))
-
-
-def _in_finalizer(frame: Any) -> bool:
-    """Whether the frame runs for the garbage collector: a ``__del__`` or a weakref callback."""
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "__del__" or code.co_filename.endswith(("weakref.py", "weakrefset.py")):
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _lines(call: Callable[[], Any]) -> int:

@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.usage = (
         "%(prog)s [-w SECS | -n] [-E CODE] [--refresh SECS] [--grace SECS] "
-        "[--hold-at-least SECS] [connection options] NAME [--] COMMAND [ARGS...]\n\n"
+        "[--hold-at-least SECS] [--max-runtime SECS] "
+        "[connection options] NAME [--] COMMAND [ARGS...]\n\n"
         "Options end at NAME, as for flock(1): everything after NAME is the command."
     )
     run.add_argument("name", metavar="NAME", help="the lock name")
@@ -317,7 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_nonnegative,
         default=10.0,
         metavar="SECS",
-        help="after a lost lock, SIGKILL the command SECS after SIGTERM (default 10)",
+        help="after a lost lock or --max-runtime, SIGKILL the command SECS after SIGTERM "
+        "(default 10)",
+    )
+    run.add_argument(
+        "--max-runtime",
+        type=_positive,
+        metavar="SECS",
+        help="stop COMMAND after SECS: SIGTERM to its process group, SIGKILL after --grace",
     )
     run.add_argument(
         "--hold-at-least",

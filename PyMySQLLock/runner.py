@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
@@ -222,6 +223,8 @@ class Runner:
         self.lost = threading.Event()
         #: The shutdown signal received while the command ran, if any.
         self.shutdown: int | None = None
+        #: Whether the command ran longer than ``--max-runtime`` and was stopped.
+        self.overran = False
 
     def _on_lost(self, lock: Lock) -> None:
         self.lost.set()
@@ -277,6 +280,11 @@ class Runner:
                     "overlapped with another holder's"
                 )
             return EXIT_LOST
+        if self.overran:
+            self.error(
+                f"the command ran longer than --max-runtime {args.max_runtime:g} s and was "
+                f"stopped (exit status {status})"
+            )
         logger.info("command exited with status %d; lock %r released", status, args.name)
         return status
 
@@ -393,6 +401,8 @@ class Runner:
             stopped it because the lock was lost.
         """
         grace = float(self.args.grace)
+        max_runtime = getattr(self.args, "max_runtime", None)
+        overrun_at = math.inf if max_runtime is None else time.monotonic() + max_runtime
         kill_at: float | None = None
         killed = False
         status: int | None = None
@@ -408,12 +418,17 @@ class Runner:
                 if (kill_at is None and self.shutdown is None and not self.lost.is_set()) or (
                     not _group_alive(pid)
                 ):
-                    return status, kill_at is not None
+                    return status, kill_at is not None and not self.overran
                 if killed:
                     return status, True
-            if (self.lost.is_set() or (status is not None and self.shutdown is not None)) and (
-                kill_at is None
-            ):
+            if status is None and kill_at is None and now >= overrun_at:
+                self.overran = True
+                logger.warning("the command ran longer than --max-runtime: stopping it")
+            if (
+                self.lost.is_set()
+                or self.overran
+                or (status is not None and self.shutdown is not None)
+            ) and kill_at is None:
                 logger.info("lock %r: sending SIGTERM to process group %d", self.args.name, pid)
                 _kill(-pid, signal.SIGTERM)
                 kill_at = now + grace
@@ -425,6 +440,8 @@ class Runner:
                 killed = True
                 continue
             sleep = _MAX_SLEEP if kill_at is None or killed else min(_MAX_SLEEP, kill_at - now)
+            if kill_at is None:
+                sleep = min(sleep, max(0.0, overrun_at - now))
             if status is not None:
                 sleep = min(sleep, _GROUP_POLL)
             info = self.signals.wait(sleep)

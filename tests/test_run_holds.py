@@ -1,8 +1,9 @@
-"""``pymysqllock run --hold-at-least``, with real processes, under every driver.
+"""``pymysqllock run --hold-at-least`` and ``--max-runtime``, real processes, every driver.
 
 Two ``run`` processes stand for two hosts whose cron fires the same job a little apart: the
 first host's job ends at once, but ``--hold-at-least`` keeps the lock, so the late host's
-``run -n`` finds it busy and does not run the job.
+``run -n`` finds it busy and does not run the job. ``--max-runtime`` stops a command (and what
+it started in its process group) that runs too long: SIGTERM, then SIGKILL after ``--grace``.
 """
 
 from __future__ import annotations
@@ -117,7 +118,11 @@ def test_the_hold_ends_by_itself(env, job, tmp_path, lock_name, sql):
 
 
 def test_bad_values_are_refused(env, lock_name):
-    for option, value in (("--hold-at-least", "-1"), ("--hold-at-least", "86401")):
+    for option, value in (
+        ("--hold-at-least", "-1"),
+        ("--hold-at-least", "86401"),
+        ("--max-runtime", "0"),
+    ):
         result = subprocess.run(
             [*CLI, "run", option, value, lock_name, "--", "true"],
             env=env,
@@ -128,3 +133,65 @@ def test_bad_values_are_refused(env, lock_name):
         )
         assert result.returncode == 2, result.stderr
         assert option in result.stderr
+
+
+# A job that runs too long: starts a grandchild in its process group, logs both pids, sleeps.
+# CHILD_IGNORE_TERM makes both ignore SIGTERM, so that only SIGKILL ends them.
+LONG_JOB = """
+import os, signal, subprocess, sys, time
+if os.environ.get("CHILD_IGNORE_TERM"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+with open(sys.argv[1], "a") as out:
+    out.write(f"grandchild {grandchild.pid}\\n")
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["term", "kill"])
+def test_max_runtime_stops_the_whole_group(env, tmp_path, lock_name, sql, ignore_term):
+    log, script = tmp_path / "log", tmp_path / "long_job.py"
+    script.write_text(LONG_JOB)
+    environment = {**env, "CHILD_IGNORE_TERM": "1"} if ignore_term else env
+    process = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            "--max-runtime",
+            "1",
+            "--grace",
+            "0.5",
+            lock_name,
+            "--",
+            sys.executable,
+            str(script),
+            str(log),
+        ],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        grandchild = int(_wait_for_line(log, "grandchild").split()[1])
+        _out, err = process.communicate(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=WAIT)
+    expected = signal.SIGKILL if ignore_term else signal.SIGTERM
+    assert process.returncode == 128 + expected, err
+    assert "--max-runtime" in err
+    deadline = time.monotonic() + WAIT
+    while _alive(grandchild):  # stopped with its group (not our child: it may linger a moment)
+        assert time.monotonic() < deadline, "the grandchild outlived --max-runtime"
+        time.sleep(0.01)
+    assert sql("SELECT IS_USED_LOCK(%s)", (lock_name,))[0][0] is None

@@ -8,6 +8,7 @@ for another host name are refused, with every driver. A refused connection is cl
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -323,6 +324,29 @@ async def test_async_drivers_give_tls_the_same_meaning(
     async with AsyncLocker(driver=async_driver, **kwargs) as locker:
         cipher = await _async_cipher(locker, lock_name)
     assert bool(cipher) is encrypted, cipher
+
+
+@pytest.mark.asyncio
+async def test_async_close_closes_tls_sockets_while_the_server_is_silent(
+    tls_server, async_driver, watch_loop, lock_name
+):
+    # Closing a TLS connection ends with a goodbye exchange that the drivers leave running in
+    # the background; close() must not return before the sockets are closed (an application
+    # may stop its loop right after). A stopped server never answers the goodbye.
+    target = tls_server
+    kwargs = {**target.connect_kwargs(), "host": "127.0.0.1"}
+    locker = AsyncLocker(driver=async_driver, **kwargs)
+    lock = locker.lock(lock_name)
+    assert await lock.acquire(0)
+    await lock.release()
+    sockets = [session._transport.get_extra_info("socket") for session in locker._pool._idle]
+    assert sockets
+    target.pause()
+    try:
+        await asyncio.wait_for(locker.close(), 30)
+    finally:
+        target.resume()
+    assert [sock.fileno() for sock in sockets] == [-1] * len(sockets)
 
 
 @pytest.mark.asyncio

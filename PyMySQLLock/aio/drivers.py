@@ -15,6 +15,7 @@ asyncio timeout (``PyMySQLLock.aio.session``), which works the same on both.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import importlib.metadata
@@ -22,8 +23,8 @@ import inspect
 import math
 import re
 import ssl
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Sequence
+from typing import Any, Callable, ClassVar
 
 from ..connectoptions import LIBRARY_CHARSET, check_connect_options
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
@@ -216,6 +217,17 @@ class AsyncDriverAdapter:
         """Close ``raw`` politely (``COM_QUIT``); the caller bounds the time it may take."""
         await raw.ensure_closed()
 
+    def socket_watch(self, raw: Any) -> tuple[Any, Callable[[], Awaitable[None]]]:
+        """What tells when the socket of ``raw`` is really closed, taken before closing it.
+
+        Closing a TLS connection does not close its socket at once: the TLS goodbye goes on
+        in the background, and a loop that stops before it ends leaves the socket open.
+
+        :returns: the connection's transport (to abort it) and a function whose awaitable
+            ends once the socket is closed (it may raise the error that closed it).
+        """
+        raise NotImplementedError
+
     # -- facts about a connection -------------------------------------------------------------
 
     def connection_id(self, raw: Any) -> int:
@@ -265,6 +277,11 @@ class AiomysqlAdapter(AsyncDriverAdapter):
         """Also aiomysql's plain cursor."""
         return {**super().owned_options(), "cursorclass": self.module.Cursor}
 
+    def socket_watch(self, raw: Any) -> tuple[Any, Callable[[], Awaitable[None]]]:
+        """The stream writer of aiomysql (whose ``close()`` does not wait for the socket)."""
+        writer = raw._writer
+        return writer.transport, writer.wait_closed
+
 
 class AsyncmyAdapter(AsyncDriverAdapter):
     """asyncmy (Cython), 0.2.13 or later.
@@ -283,6 +300,23 @@ class AsyncmyAdapter(AsyncDriverAdapter):
         """Also asyncmy's plain cursor and plain escaping of ``bytes``."""
         cursors = importlib.import_module("asyncmy.cursors")
         return {**super().owned_options(), "cursor_cls": cursors.Cursor, "binary_prefix": False}
+
+    def socket_watch(self, raw: Any) -> tuple[Any, Callable[[], Awaitable[None]]]:
+        """The transport and protocol of asyncmy (its ``close()`` does not wait for the socket)."""
+        proto = raw._proto
+
+        async def closed() -> None:
+            waiter = proto._closed_waiter
+            if not waiter.cancelled():
+                # Shielded: a timeout here must not cancel the driver's own future.
+                await asyncio.shield(waiter)
+                return
+            # A quit() cut short by its timeout cancelled that future; the protocol still
+            # drops its transport when the socket closes.
+            while proto.transport is not None:
+                await asyncio.sleep(0.01)
+
+        return raw._transport, closed
 
     def __init__(self) -> None:
         super().__init__()

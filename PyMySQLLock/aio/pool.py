@@ -30,14 +30,8 @@ logger = logging.getLogger("PyMySQLLock")
 T = TypeVar("T")
 # Connect arguments that must never appear in a message.
 _SECRET_KWARGS = ("password", "passwd", "password1", "password2", "password3")
-
-
-def _close_if_opened(task: asyncio.Future[AsyncSession]) -> None:
-    """Close the session of a connect whose caller was cancelled while it was under way."""
-    if task.cancelled():
-        return
-    if task.exception() is None:  # reading it also keeps asyncio from logging it
-        task.result().close()
+#: Seconds a closed connection's TLS goodbye may take before its socket is closed regardless.
+_SOCKET_CLOSE_SECONDS = 1.0
 
 
 class AsyncPool:
@@ -66,6 +60,8 @@ class AsyncPool:
         self._idle: list[AsyncSession] = []
         self._in_use: set[AsyncSession] = set()
         self._opening: set[asyncio.Future[AsyncSession]] = set()
+        #: Closed sessions whose sockets may still be open (a TLS goodbye under way).
+        self._closing: set[asyncio.Future[None]] = set()
         self._max_chunk = 0.0
         self._full_chunk = 0.0
 
@@ -92,7 +88,7 @@ class AsyncPool:
             return session, True
         session = await self._open()
         if self.closed:
-            session.close()
+            self._close(session)
             raise LockError("this AsyncLocker is closed")
         self._in_use.add(session)
         return session, False
@@ -103,12 +99,26 @@ class AsyncPool:
         if not self.closed and not session.broken and len(self._idle) < self.size:
             self._idle.append(session)
         else:
-            session.close()
+            self._close(session)
 
     def discard(self, session: AsyncSession) -> None:
         """Close a session that must not be reused (with every lock on it)."""
         self._in_use.discard(session)
+        self._close(session)
+
+    def _close_if_opened(self, task: asyncio.Future[AsyncSession]) -> None:
+        """Close the session of a connect whose caller was cancelled while it was under way."""
+        if task.cancelled():
+            return
+        if task.exception() is None:  # reading it also keeps asyncio from logging it
+            self._close(task.result())
+
+    def _close(self, session: AsyncSession) -> None:
+        """Close ``session`` now; :meth:`close` waits until its socket is closed too."""
         session.close()
+        waiting = asyncio.ensure_future(session.wait_closed(_SOCKET_CLOSE_SECONDS))
+        self._closing.add(waiting)
+        waiting.add_done_callback(self._closing.discard)
 
     async def _open(self) -> AsyncSession:
         # The connect runs in a task of its own: a caller cancelled during the handshake
@@ -120,7 +130,7 @@ class AsyncPool:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            task.add_done_callback(_close_if_opened)
+            task.add_done_callback(self._close_if_opened)
             raise
 
     async def _connect(self) -> AsyncSession:
@@ -156,7 +166,7 @@ class AsyncPool:
             try:
                 self.server = await self._probe(session)
             except BaseException:
-                session.close()
+                self._close(session)
                 raise
         return session
 
@@ -165,13 +175,13 @@ class AsyncPool:
         try:
             row = await session.run(CIPHER_SQL)
         except (SessionLost, StatementFailed) as exc:
-            session.close()
+            self._close(session)
             raise LockConnectionError(f"cannot tell whether TLS is in use: {exc}") from exc
         except BaseException:
-            session.close()
+            self._close(session)
             raise
         if not row or len(row) < 2 or not row[1]:
-            session.close()
+            self._close(session)
             raise LockConnectionError(
                 f"the connection to {self._target()} is not encrypted, and ssl_mode="
                 f"{self.adapter.tls.mode.name} requires TLS (the server does not offer it)"
@@ -254,6 +264,11 @@ class AsyncPool:
         if self._opening:
             # Handshakes under way end by themselves (their callers or callbacks close them).
             await asyncio.gather(*self._opening, return_exceptions=True)
+        # Only once every socket is closed: an application may stop its loop right after.
+        await asyncio.gather(
+            *(session.wait_closed(_SOCKET_CLOSE_SECONDS) for session in [*idle, *in_use]),
+            *self._closing,
+        )
 
     # -- messages -----------------------------------------------------------------------------
 

@@ -26,6 +26,16 @@ if sys.version_info >= (3, 11):
 __all__ = ["AsyncSession"]
 
 
+def _socket_transport(transport: Any) -> Any:
+    """The transport that owns the socket: under TLS, the one below asyncio's TLS layer.
+
+    Only that one can still be aborted once the TLS transport was closed twice (the second
+    ``close()`` detaches the TLS transport from its layer, so its ``abort()`` does nothing).
+    """
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    return transport if inner is None else inner
+
+
 class AsyncSession:
     """A driver connection plus what PyMySQLLock knows about it.
 
@@ -35,7 +45,17 @@ class AsyncSession:
     :param read_timeout: seconds any statement may take before the connection counts as lost.
     """
 
-    __slots__ = ("_cursor", "adapter", "broken", "connection_id", "mutex", "raw", "read_timeout")
+    __slots__ = (
+        "_cursor",
+        "_socket_closed",
+        "_transport",
+        "adapter",
+        "broken",
+        "connection_id",
+        "mutex",
+        "raw",
+        "read_timeout",
+    )
 
     def __init__(
         self, adapter: AsyncDriverAdapter, raw: Any, cursor: Any, read_timeout: float
@@ -48,6 +68,8 @@ class AsyncSession:
         #: Serialises the statements of the acquirer, the releaser and the keepalive.
         self.mutex = asyncio.Lock()
         self.broken = False
+        transport, self._socket_closed = adapter.socket_watch(raw)
+        self._transport = _socket_transport(transport)
 
     def __repr__(self) -> str:
         state = "broken" if self.broken else "open"
@@ -127,3 +149,18 @@ class AsyncSession:
             pass
         finally:
             self.adapter.close(self.raw)
+
+    async def wait_closed(self, seconds: float) -> None:
+        """After :meth:`close` or :meth:`quit`: wait until the socket itself is closed.
+
+        A TLS connection says goodbye to the server after ``close()`` returned; an application
+        whose loop ends before that would leave the socket open. After ``seconds`` the
+        socket's transport is aborted, which closes the socket in the loop's next step.
+        """
+        try:
+            await asyncio.wait_for(self._socket_closed(), seconds)
+        except asyncio.TimeoutError:
+            self._transport.abort()
+            await asyncio.sleep(0)
+        except Exception:  # noqa: BLE001, S110 - an error closed it: closed all the same
+            pass

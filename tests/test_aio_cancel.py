@@ -15,6 +15,7 @@ import contextlib
 import os
 import random
 import sys
+import time
 from collections import Counter
 from typing import Any, Callable
 
@@ -261,18 +262,36 @@ async def test_random_cancellations_leave_nothing_held(
     await locker.connect()
     names = [f"{lock_name}-{n}" for n in range(4)]
     outcomes: Counter[str] = Counter()
+    # The cancellation windows are drawn relative to how long an uncontended acquire takes
+    # in this run: fixed milliseconds would cancel every attempt on a loaded machine (and
+    # prove nothing about completed acquires) or none on a fast one.
+    spent = []
+    for _ in range(6):
+        probe = locker.lock(names[0])
+        started = time.monotonic()
+        assert await probe.acquire(timeout=30)
+        spent.append(time.monotonic() - started)
+        await probe.release()
+    short = max(0.02, 2 * max(spent[1:]))  # the first one may have opened the session
 
-    async def attempt(lock: AsyncLock, mode: str) -> bool | None:
+    def window(contended: bool) -> float:
+        """Seconds before the cancel: mostly within an acquire's duration, sometimes (never
+        while another session holds the lock) long enough for the acquire to finish."""
+        if not contended and rng.random() < 0.15:
+            return rng.uniform(short, short + 5.0)
+        return rng.uniform(0, short)
+
+    async def attempt(lock: AsyncLock, mode: str, contended: bool) -> bool | None:
         """One acquire, cut short at a random moment; None when cancelled."""
         if mode == "timeout" and sys.version_info >= (3, 11):
             try:
-                async with asyncio.timeout(rng.uniform(0, 0.02)):
+                async with asyncio.timeout(window(contended)):
                     return await lock.acquire(timeout=30)
             except TimeoutError:
                 return None
         if mode in ("timeout", "wait_for"):
             try:
-                return await asyncio.wait_for(lock.acquire(timeout=30), rng.uniform(0, 0.02))
+                return await asyncio.wait_for(lock.acquire(timeout=30), window(contended))
             except asyncio.TimeoutError:
                 return None
         task = asyncio.ensure_future(lock.acquire(timeout=30))
@@ -280,7 +299,7 @@ async def test_random_cancellations_leave_nothing_held(
             for _ in range(rng.randrange(12)):  # step by step through the acquire
                 await asyncio.sleep(0)
         else:
-            await asyncio.sleep(rng.uniform(0, 0.01))
+            await asyncio.wait({task}, timeout=window(contended))
         task.cancel()
         try:
             return await task
@@ -295,7 +314,7 @@ async def test_random_cancellations_leave_nothing_held(
             assert await held.acquire()
         mode = rng.choice(("cancel", "cancel", "timeout", "wait_for"))
         lock = locker.lock(name)
-        got = await attempt(lock, mode)
+        got = await attempt(lock, mode, contended)
         if contended:
             assert got is None, f"seed {seed}: acquired a lock another session held"
             await held.release()

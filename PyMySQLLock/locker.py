@@ -59,16 +59,6 @@ _FORK_ORPHANS: list[Any] = []
 # ER_NO_SUCH_THREAD: the session to kill is already gone. ER_KILL_DENIED_ERROR: not allowed.
 _NO_SUCH_THREAD = statements.NO_SUCH_THREAD
 _ON_BUSY = ("wait", "skip", "raise")
-# force_release() on MariaDB: read the holder and kill it in one statement. The holder's id
-# is left in a user variable (a result set from inside the block would need every driver to
-# read several results). ER_NO_SUCH_THREAD inside it means the holder just ended.
-_KILL_HOLDER_COMPOUND = (
-    "BEGIN NOT ATOMIC "
-    "SET @pymysqllock_killed = IS_USED_LOCK(%s); "
-    "IF @pymysqllock_killed IS NOT NULL THEN KILL CONNECTION @pymysqllock_killed; END IF; "
-    "END"
-)
-_KILLED_HOLDER = "SELECT @pymysqllock_killed"
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 _DEFAULT_INTERVAL = DEFAULT_REFRESH_INTERVAL
@@ -527,12 +517,10 @@ class Locker:
         """Free ``name`` by ending the session that holds it (``KILL CONNECTION``).
 
         The holder's process learns of it through its own lost-lock detection. The session id
-        is read from the server just before, never taken from the caller: the read and the
-        ``KILL`` run as one statement on MariaDB (a ``BEGIN NOT ATOMIC`` block), and back to
-        back on one connection on MySQL, which has no statement that does both. A window
-        remains: the time between the server reading the holder and killing it (microseconds
-        on MariaDB, one round trip on MySQL). A holder that releases ``name`` and reuses its
-        session for other work within it is ended instead. If that session belongs to
+        is read from the server just before, never taken from the caller. A window of a round
+        trip or two remains between that read and the ``KILL``: a
+        holder that releases ``name`` and reuses its session for other work within it is
+        ended instead. If that session belongs to
         PyMySQLLock, it reports whatever lock it then held as lost (never hides it); a
         waiting ``acquire()`` on it raises :class:`LockConnectionError`.
 
@@ -544,35 +532,14 @@ class Locker:
 
         .. versionadded:: 1.0
         """
-        stored = self._server_name(name)
-
-        def kill_holder(session: Session) -> int | None:
-            if self.server.compound_statements:
-                # One statement: the session killed is the one the server names as the
-                # holder at that moment, with no round trip in between.
-                try:
-                    session.run_all(_KILL_HOLDER_COMPOUND, (stored,))
-                except StatementFailed as failure:
-                    if failure.code != _NO_SUCH_THREAD:
-                        raise
-                row = session.run(_KILLED_HOLDER)
-                return None if not row or row[0] is None else int(row[0])
-            # Read and kill back to back on one connection: the session killed is the one
-            # that held the lock a single round trip earlier (see the docstring).
-            row = session.run("SELECT IS_USED_LOCK(%s)", (stored,))
-            if not row or row[0] is None:
-                return None
-            found = int(row[0])
-            try:
-                session.run_all("KILL CONNECTION %s", (found,))
-            except StatementFailed as failure:
-                if failure.code != _NO_SUCH_THREAD:
-                    raise
-            return found
-
-        holder = self._on_idle_session(kill_holder)
+        holder = self.holder(name)
         if holder is None:
             return False
+        try:
+            self._admin("KILL CONNECTION %s", (int(holder),))
+        except LockError as exc:
+            if exc.server_code != _NO_SUCH_THREAD:
+                raise
         # KILL returns before the killed session has let go of its locks on some servers.
         deadline = time.monotonic() + self._read_timeout
         while self.holder(name) == holder and time.monotonic() < deadline:

@@ -345,6 +345,44 @@ def test_two_runs_serialize(env, child, tmp_path, lock_name, launch, lock_waiter
     assert events == [["first", "start"], ["first", "end"], ["second", "start"], ["second", "end"]]
 
 
+def _read_line_with(fd, marker):
+    """Read a pipe until a whole line containing ``marker`` has arrived; :returns: that line."""
+    data = b""
+    deadline = time.monotonic() + WAIT
+    while True:
+        for line in data.split(b"\n")[:-1]:
+            if marker in line:
+                return line.decode()
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            pytest.fail(f"no line with {marker!r} on the pipe: {data!r}")
+        data += chunk
+
+
+def test_run_verbose_names_the_holder_while_it_waits(
+    env, child, tmp_path, lock_name, launch, root_locker, server, driver
+):
+    """``run -v`` says whom it waits for, as ``flock --verbose`` does, then runs once free."""
+    log = tmp_path / "log"
+    held = root_locker.lock(lock_name, timeout=0)
+    held.acquire()
+    try:
+        holder = held.connection_id
+        process = launch(env, "run", "-v", "--driver", driver, lock_name, "--", *child, log, "job")
+        # The first report comes after FIRST_REPORT_SECONDS of waiting: read until it is there.
+        line = _read_line_with(process.stderr.fileno(), b"waiting for lock")
+        assert not log.exists(), "the command ran while another session held the lock"
+    finally:
+        held.release()
+    assert lock_name in line
+    # The holder is this test's root session, whose account the process list shows.
+    assert f"held by connection {holder} ({server.user}@" in line
+    code, _out, err = finish(process)
+    assert code == 0, err
+    assert [entry.split()[:2] for entry in log_lines(log)] == [["job", "start"], ["job", "end"]]
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [(["-n"], 1), (["-n", "-E", "42"], 42), (["-w", "0.3", "-E", "9"], 9), (["--nonblock"], 1)],

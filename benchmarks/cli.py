@@ -31,6 +31,7 @@ BENCHMARKS: tuple[str, ...] = (
     "coordination",
     "profile",
     "aiocycle",
+    "clistart",
 )
 # Only these compare against Redis and PostgreSQL; the others never start them.
 _PEER_USERS = frozenset({"cycle", "handoff"})

@@ -17,8 +17,11 @@ from .timeouts import validate_driver_timeout
 
 __all__ = [
     "LIBRARY_CHARSET",
+    "SECRET_OPTIONS",
     "SERVER_CHARSETS",
     "check_connect_options",
+    "describe_target",
+    "redact_secrets",
 ]
 
 #: The character set of every connection the library opens. MariaDB keys a user lock by the
@@ -88,3 +91,36 @@ def check_connect_options(kwargs: dict[str, Any], timeout_names: Iterable[str]) 
     charset = kwargs.get("charset")
     if charset:
         _check_charset(charset)
+
+
+#: The connect options that hold a secret, masked in every message the library writes.
+SECRET_OPTIONS = ("password", "passwd", "password1", "password2", "password3")
+
+
+def describe_target(kwargs: dict[str, Any]) -> str:
+    """Where connections with these options go, for messages: ``host:port as user``.
+
+    :param kwargs: the user's connect options.
+    """
+    if "unix_socket" in kwargs:
+        where = f"socket {kwargs['unix_socket']}"
+    elif "host" not in kwargs and "read_default_file" in kwargs:
+        where = f"the server of {kwargs['read_default_file']}"
+    else:
+        where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
+    user = kwargs.get("user")
+    return where if user is None else f"{where} as {user}"
+
+
+def redact_secrets(message: str, kwargs: dict[str, Any]) -> str:
+    """``message`` with every secret of the connect options masked as ``***``.
+
+    :param message: text that may quote a secret (a driver's error message, say).
+    :param kwargs: the user's connect options.
+    """
+    for key in SECRET_OPTIONS:
+        secret = kwargs.get(key)
+        if isinstance(secret, (str, bytes)) and secret:
+            text = secret.decode(errors="replace") if isinstance(secret, bytes) else secret
+            message = message.replace(text, "***")
+    return message

@@ -17,6 +17,7 @@ from . import listing, statements
 from .callbacks import Dispatcher
 from .config import parse_url
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
+from .connectoptions import describe_target, redact_secrets
 from .drivers import DriverAdapter, resolve_adapter
 from .election import Election, Term
 from .errors import (
@@ -50,7 +51,6 @@ DEFAULT_PING_TIMEOUT = 10.0
 #: Connections kept open for the next acquire after their lock was released.
 DEFAULT_POOL_SIZE = 8
 # Connect arguments that must never appear in a repr or a message.
-_SECRET_KWARGS = frozenset({"password", "passwd", "password1", "password2", "password3"})
 _SHOWN_KWARGS = ("host", "port", "unix_socket", "user", "database", "db")
 
 # Driver connections a forked child inherited but could not make harmless (unknown socket):
@@ -912,25 +912,11 @@ class Locker:
         return server
 
     def _target(self) -> str:
-        kwargs = self._kwargs
-        if "unix_socket" in kwargs:
-            where = f"socket {kwargs['unix_socket']}"
-        elif "host" not in kwargs and "read_default_file" in kwargs:
-            where = f"the server of {kwargs['read_default_file']}"
-        else:
-            where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
-        user = kwargs.get("user")
-        return where if user is None else f"{where} as {user}"
+        return describe_target(self._kwargs)
 
     def _redact(self, exc: BaseException) -> str:
         """The exception's message, with any secret from the connect arguments masked."""
-        message = str(exc)
-        for key in _SECRET_KWARGS:
-            secret = self._kwargs.get(key)
-            if isinstance(secret, (str, bytes)) and secret:
-                text = secret.decode(errors="replace") if isinstance(secret, bytes) else secret
-                message = message.replace(text, "***")
-        return message
+        return redact_secrets(str(exc), self._kwargs)
 
     # -- held locks (used by Lock) ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
 from ..connection import SessionLost, StatementFailed, died_in_pool
+from ..connectoptions import describe_target, redact_secrets
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockConnectionError, LockError
 from ..server import ServerInfo
 from ..statements import PROBE, admin_error, server_info, wait_chunks
@@ -29,7 +30,6 @@ logger = logging.getLogger("PyMySQLLock")
 
 T = TypeVar("T")
 # Connect arguments that must never appear in a message.
-_SECRET_KWARGS = ("password", "passwd", "password1", "password2", "password3")
 #: Seconds a closed connection's TLS goodbye may take before its socket is closed regardless.
 _SOCKET_CLOSE_SECONDS = 1.0
 
@@ -273,20 +273,8 @@ class AsyncPool:
     # -- messages -----------------------------------------------------------------------------
 
     def _target(self) -> str:
-        kwargs = self._kwargs
-        if "unix_socket" in kwargs:
-            where = f"socket {kwargs['unix_socket']}"
-        else:
-            where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
-        user = kwargs.get("user")
-        return where if user is None else f"{where} as {user}"
+        return describe_target(self._kwargs)
 
     def _redact(self, exc: BaseException) -> str:
         """The exception's message, with any secret from the connect arguments masked."""
-        message = str(exc)
-        for key in _SECRET_KWARGS:
-            secret = self._kwargs.get(key)
-            if isinstance(secret, (str, bytes)) and secret:
-                text = secret.decode(errors="replace") if isinstance(secret, bytes) else secret
-                message = message.replace(text, "***")
-        return message
+        return redact_secrets(str(exc), self._kwargs)

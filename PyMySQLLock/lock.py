@@ -691,7 +691,10 @@ class Lock:
         Releasing a lock that was lost only cleans up: the loss was already reported through
         :attr:`lost`, ``on_lost`` and the log. An exception or interrupt (``KeyboardInterrupt``)
         during ``release()`` leaves the lock either still reported held, so that ``release()``
-        can be called again, or released by closing its connection.
+        can be called again, or released by closing its connection. In the second case a loss
+        that happened before the release stays unknown (:attr:`lost` is ``False``): the
+        keepalive had stopped for the release, and the answer that would have shown it was
+        never read.
 
         :raises LockNotHeldError: if the lock is not held (never acquired, or released).
         :raises LockError: when called inside a :meth:`cursor` block of this lock, in its

@@ -27,6 +27,8 @@ app.conf.update(
         "data_folder_in": str(BASE / "queue"),
         "data_folder_out": str(BASE / "queue"),
         "processed_folder": str(BASE / "processed"),
+        # kombu's default is ./control: the broadcast tables would land in the checkout.
+        "control_folder": str(BASE / "control"),
         "polling_interval": 0.05,
     },
     task_ignore_result=True,

@@ -78,6 +78,45 @@ def test_checker_excuses_an_overlap_after_a_session_kill_the_holder_reported():
     assert report.session_kills == 1
 
 
+def _release_cut(worker, seq, t):
+    return {"kind": "release_cut", "t": t, "worker": worker, "seq": seq}
+
+
+def test_checker_excuses_an_overlap_when_the_killed_holders_release_was_cut_short():
+    # The loss would have been reported by release(), which an interrupt cut short.
+    report = stress.check(
+        [
+            _start("a", 1, 1.0, 10),
+            _kill_session(10, 1.2),
+            _start("b", 1, 1.3, 11),
+            _end("a", 1, 1.4),
+            _release_cut("a", 1, 1.5),
+            _end("b", 1, 2.0),
+        ]
+    )
+    assert report.ok, report.violations
+    assert report.excused_overlaps == 1
+    assert report.cut_releases == 1
+    assert report.reported_losses == 0
+
+
+def test_checker_does_not_excuse_a_cut_release_without_a_kill_before_the_overlap():
+    records = [
+        _start("a", 1, 1.0, 10),
+        _start("b", 1, 1.3, 11),
+        _kill_session(10, 1.35),
+        _end("a", 1, 1.4),
+        _release_cut("a", 1, 1.5),
+        _end("b", 1, 2.0),
+    ]
+    report = stress.check(records)
+    assert report.overlaps == 1
+    assert not report.ok
+    no_kill = stress.check([r for r in records if r["kind"] != "kill_session"])
+    assert no_kill.overlaps == 1
+    assert not no_kill.ok
+
+
 def test_checker_excuses_a_section_that_began_on_an_already_killed_session():
     # The KILL reached the session just after GET_LOCK granted it: b holds nothing from its
     # start on, and says so; a is the rightful holder.

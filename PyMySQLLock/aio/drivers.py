@@ -190,6 +190,18 @@ class AsyncDriverAdapter:
         # aiomysql answers fetchall() with a done future, asyncmy with a coroutine.
         return [tuple(row) for row in await cursor.fetchall()]
 
+    async def query_first(
+        self, cursor: Any, sql: str, params: Sequence[Any]
+    ) -> tuple[Any, ...] | None:
+        """Run one statement and return its first row, or ``None`` if it returned none.
+
+        The rest of the rows are read too (as :meth:`query` does), so the connection is ready
+        for the next statement.
+        """
+        await cursor.execute(sql, tuple(params))
+        rows = await cursor.fetchall()
+        return tuple(rows[0]) if rows else None
+
     async def execute_write(
         self, cursor: Any, sql: str, params: Sequence[Any]
     ) -> tuple[int | None, int | None]:

@@ -1,13 +1,16 @@
-"""The keepalive of an :class:`~PyMySQLLock.aio.AsyncLocker`: one task, no threads.
+"""The keepalive of an :class:`~PyMySQLLock.aio.AsyncLocker`: one timer on the loop, no threads.
 
-The task sleeps until the next held lock is due, starts the checks of every lock due by then
-(:data:`~PyMySQLLock.statements.STILL_HELD` on the lock's own session, each in a short task of
-its own so that a server that hangs delays nothing else), and schedules each lock again when
-its check proves it still held. A check that fails, is refused, answers "not held" or gets no
-answer within the read timeout declares the lock lost.
+One timer of the event loop is armed for the next held lock that is due. When it fires it
+starts the checks of every lock due by then (:data:`~PyMySQLLock.statements.STILL_HELD` on the
+lock's own session, each in a short task of its own so that a server that hangs delays nothing
+else), and arms itself for the next one; each lock is scheduled again when its check proves it
+still held. A check that fails, is refused, answers "not held" or gets no answer within the read
+timeout declares the lock lost.
 
 Releasing a lock does not touch the schedule: its entry is dropped when it comes due (and the
-schedule is compacted when dropped entries pile up), so acquire and release stay cheap.
+schedule is compacted when dropped entries pile up), so acquire and release stay cheap. Nor does
+a warm acquire/release cycle start or wake anything: a new lock due later than the armed timer
+only joins the schedule.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from ..connection import SessionLost, StatementFailed
@@ -31,11 +35,8 @@ logger = logging.getLogger("PyMySQLLock")
 
 #: Seconds to wait before checking a lock whose session is busy (being released).
 _BUSY_RETRY = 0.05
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+#: The loop may run a timer up to its clock resolution early: what is due that soon is due.
+_EARLY = 0.001
 
 
 class AsyncKeepalive:
@@ -47,9 +48,9 @@ class AsyncKeepalive:
         self._heap: list[tuple[float, int, AsyncLock, object]] = []
         self._dead = 0
         self._sequence = itertools.count()
-        self._task: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._waiting_until = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = math.inf
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._checks: set[asyncio.Task[None]] = set()
 
     def watch(self, lock: AsyncLock, hold: object, delay: float) -> None:
@@ -57,11 +58,9 @@ class AsyncKeepalive:
         loop = asyncio.get_running_loop()
         due = loop.time() + delay
         heapq.heappush(self._heap, (due, next(self._sequence), lock, hold))
-        task = self._task
-        if task is None or task.done():
-            self._task = loop.create_task(self._run(), name="PyMySQLLock-keepalive")
-        elif self._waiter is not None and due < self._waiting_until:
-            _wake(self._waiter)
+        # A timer of another (closed) loop would never fire: arm on this one then.
+        if due < self._timer_due or loop is not self._timer_loop:
+            self._arm(loop, due)
 
     def unwatch(self) -> None:
         """Count one entry as dead (its lock was released or lost)."""
@@ -71,31 +70,35 @@ class AsyncKeepalive:
             heapq.heapify(self._heap)
             self._dead = 0
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        heap = self._heap
-        while True:
-            heap = self._heap
-            while heap and heap[0][2]._hold is not heap[0][3]:
-                heapq.heappop(heap)
-                self._dead = max(0, self._dead - 1)
-            if not heap:
-                return  # started again by the next watch()
-            due = heap[0][0]
-            if due > loop.time():
-                waiter = self._waiter = loop.create_future()
-                self._waiting_until = due
-                timer = loop.call_at(due, _wake, waiter)
-                try:
-                    await waiter
-                finally:
-                    timer.cancel()
-                    self._waiter = None
-                continue
-            _, _, lock, hold = heapq.heappop(heap)
-            check = loop.create_task(self._check(lock, hold))
-            self._checks.add(check)
-            check.add_done_callback(self._checks.discard)
+    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(due, self._fire, loop)
+        self._timer_due = due
+        self._timer_loop = loop
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: start the checks of the locks due now, then arm for the next one."""
+        self._timer, self._timer_due = None, math.inf
+        try:
+            now = loop.time() + _EARLY
+            # self._heap each time: a check task run eagerly may compact it into a new list.
+            while self._heap:
+                due, _, lock, hold = self._heap[0]
+                if lock._hold is not hold:
+                    heapq.heappop(self._heap)
+                    self._dead = max(0, self._dead - 1)
+                    continue
+                if due > now:
+                    break
+                heapq.heappop(self._heap)
+                check = loop.create_task(self._check(lock, hold))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+        finally:
+            # Whatever happened above, the schedule goes on: the keepalive must not die.
+            if self._heap and self._heap[0][0] < self._timer_due:
+                self._arm(loop, max(self._heap[0][0], loop.time()))
 
     async def _check(self, lock: AsyncLock, hold: object) -> None:
         session = lock._session
@@ -128,9 +131,11 @@ class AsyncKeepalive:
             lock._declare_lost(session, LossReason.now(LossCause.NOT_HELD, NOT_STILL_HELD))
 
     async def stop(self) -> None:
-        """Stop the task and every check under way (their sessions are closed)."""
-        tasks = [task for task in (self._task, *self._checks) if task is not None]
-        self._task = None
+        """Stop the timer and every check under way (their sessions are closed)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_due = None, math.inf
+        tasks = list(self._checks)
         for task in tasks:
             task.cancel()
         if tasks:

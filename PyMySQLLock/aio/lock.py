@@ -242,7 +242,11 @@ class AsyncLock:
         """
         pool = self._locker._pool
         deadline = time.monotonic() + seconds
-        session, reused = await pool.checkout()
+        # A warm cycle takes an idle session without awaiting a coroutine for it.
+        session = pool.checkout_idle()
+        reused = session is not None
+        if session is None:
+            session, reused = await pool.checkout()
         while True:
             started = time.monotonic()
             chunk = pool.wait_chunk(deadline - started)

@@ -1,4 +1,4 @@
-"""The AsyncLocker: the factory of asyncio locks, owner of their sessions and keepalive task."""
+"""The AsyncLocker: the factory of asyncio locks, owner of their sessions and keepalive."""
 
 from __future__ import annotations
 

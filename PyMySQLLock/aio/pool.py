@@ -80,18 +80,32 @@ class AsyncPool:
         :raises LockError: if the pool is closed.
         :raises LockConnectionError: if the server cannot be reached.
         """
-        if self.closed:
+        if not fresh:
+            session = self.checkout_idle()
+            if session is not None:
+                return session, True
+        elif self.closed:
             raise LockError("this AsyncLocker is closed")
-        if self._idle and not fresh:
-            session = self._idle.pop()
-            self._in_use.add(session)
-            return session, True
         session = await self._open()
         if self.closed:
             self._close(session)
             raise LockError("this AsyncLocker is closed")
         self._in_use.add(session)
         return session, False
+
+    def checkout_idle(self) -> AsyncSession | None:
+        """Take an idle session if there is one, without awaiting anything.
+
+        :returns: the session, or ``None`` when none is idle (then :meth:`checkout` opens one).
+        :raises LockError: if the pool is closed.
+        """
+        if self.closed:
+            raise LockError("this AsyncLocker is closed")
+        if not self._idle:
+            return None
+        session = self._idle.pop()
+        self._in_use.add(session)
+        return session
 
     def checkin(self, session: AsyncSession) -> None:
         """Give back a healthy session whose server session holds no lock."""

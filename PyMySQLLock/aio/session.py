@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from ..connection import SessionLost, StatementFailed
@@ -46,8 +46,14 @@ class AsyncSession:
     """
 
     __slots__ = (
+        "_cancelling",
         "_cursor",
+        "_deadline",
+        "_expired",
+        "_loop",
         "_socket_closed",
+        "_task",
+        "_timer",
         "_transport",
         "adapter",
         "broken",
@@ -70,17 +76,31 @@ class AsyncSession:
         self.broken = False
         transport, self._socket_closed = adapter.socket_watch(raw)
         self._transport = _socket_transport(transport)
+        self._loop = asyncio.get_running_loop()
+        # The read timeout (Python 3.11 and later): the statement under way, its task and its
+        # deadline (0.0 when none), and one timer that outlives statements; see _call().
+        self._deadline = 0.0
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelling = 0
+        self._expired = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         state = "broken" if self.broken else "open"
         return f"<AsyncSession id={self.connection_id} {state}>"
 
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        """Run one statement and return its first row; see :meth:`run_all`."""
-        rows = await self.run_all(sql, params)
-        return rows[0] if rows else None
+    def run(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> Coroutine[Any, Any, tuple[Any, ...] | None]:
+        """Run one statement and return its first row (``None`` for none); see :meth:`run_all`.
 
-    async def run_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        A plain function returning the statement's coroutine: one frame less per statement.
+        """
+        return self._call(self.adapter.query_first, sql, params)
+
+    def run_all(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> Coroutine[Any, Any, list[tuple[Any, ...]]]:
         """Run one statement and return all rows.
 
         :raises SessionLost: on any connection-level error or when the server does not answer
@@ -88,51 +108,103 @@ class AsyncSession:
         :raises StatementFailed: when the server rejects the statement (the connection is fine).
         :raises asyncio.CancelledError: when the task is cancelled (the connection is closed).
         """
-        return await self._call(self.adapter.query, sql, params)  # type: ignore[no-any-return]
+        return self._call(self.adapter.query, sql, params)
 
-    async def run_write(
+    def run_write(
         self, sql: str, params: Sequence[Any] = ()
-    ) -> tuple[int | None, int | None]:
+    ) -> Coroutine[Any, Any, tuple[int | None, int | None]]:
         """Run one statement that changes rows; raises as :meth:`run_all` does.
 
         :returns: the affected-row count and the insert id the server reported.
         """
-        return await self._call(  # type: ignore[no-any-return]
-            self.adapter.execute_write, sql, params
-        )
+        return self._call(self.adapter.execute_write, sql, params)
 
     async def _call(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
         if self.broken:
             raise SessionLost("the connection was already broken")
+        if sys.version_info < (3, 11):  # pragma: no cover - Python 3.9 and 3.10
+            return await self._call_with_wait_for(method, sql, params)
+        # As asyncio.timeout() would (cancel the task at the deadline, then turn that
+        # cancellation into a timeout), without a timer armed and cancelled per statement:
+        # the session's one timer, when it fires, re-arms itself for the deadline of the
+        # statement under way, so a warm acquire/release cycle schedules no timer at all.
+        loop = self._loop
+        task = asyncio.current_task(loop)
+        assert task is not None  # noqa: S101 - statements run in tasks
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._deadline = deadline = loop.time() + self.read_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_deadline, deadline)
         try:
-            if sys.version_info >= (3, 11):
-                async with _timeout(self.read_timeout):
-                    return await method(self._cursor, sql, params)
-            return await asyncio.wait_for(  # pragma: no cover - Python 3.9 and 3.10
-                method(self._cursor, sql, params), self.read_timeout
-            )
+            result = await method(self._cursor, sql, params)
         except BaseException as exc:
-            adapter = self.adapter
-            if (
-                isinstance(exc, Exception)
-                and adapter.is_driver_error(exc)
-                and not adapter.is_connection_lost(exc)
-            ):
-                raise StatementFailed(adapter.error_code(exc), str(exc)) from exc
-            # Anything else, cancellation included, interrupted the protocol half-way.
+            self._deadline = 0.0
+            timed_out = (
+                self._expired
+                and isinstance(exc, asyncio.CancelledError)
+                and task.uncancel() <= self._cancelling
+            )
+            self._failed(exc, timed_out)
+            raise  # a cancellation (not ours) goes on as it came
+        self._deadline = 0.0
+        if self._expired:  # pragma: no cover - only if the driver swallowed the cancellation
+            self._expired = False
+            task.uncancel()
+        return result
+
+    def _on_deadline(self, armed_for: float) -> None:
+        """The session's timer: end the statement past its deadline, or wait for the next."""
+        self._timer = None
+        deadline, task = self._deadline, self._task
+        if not deadline or task is None:
+            return  # no statement under way: the next one arms the timer again
+        if deadline > armed_for:
+            self._timer = self._loop.call_at(deadline, self._on_deadline, deadline)
+            return
+        self._expired = True
+        task.cancel()
+
+    async def _call_with_wait_for(  # pragma: no cover - Python 3.9 and 3.10
+        self, method: Any, sql: str, params: Sequence[Any]
+    ) -> Any:
+        try:
+            return await asyncio.wait_for(method(self._cursor, sql, params), self.read_timeout)
+        except BaseException as exc:
+            self._failed(exc, isinstance(exc, asyncio.TimeoutError))
+            raise  # a cancellation goes on as it came
+
+    def _failed(self, exc: BaseException, timed_out: bool) -> None:
+        """Raise what a statement's failure means (returns for a cancellation, to be re-raised).
+
+        The connection is closed unless the server merely refused the statement.
+
+        :param timed_out: whether the server gave no answer within the read timeout.
+        """
+        adapter = self.adapter
+        if timed_out:
             self.close()
-            if isinstance(exc, asyncio.TimeoutError):
-                raise SessionLost(
-                    f"the server did not answer within {self.read_timeout:g} s"
-                ) from exc
-            if isinstance(exc, Exception):
-                raise SessionLost(str(exc) or type(exc).__name__) from exc
-            raise
+            raise SessionLost(
+                f"the server did not answer within {self.read_timeout:g} s"
+            ) from asyncio.TimeoutError()
+        if (
+            isinstance(exc, Exception)
+            and adapter.is_driver_error(exc)
+            and not adapter.is_connection_lost(exc)
+        ):
+            raise StatementFailed(adapter.error_code(exc), str(exc)) from exc
+        # Anything else, cancellation included, interrupted the protocol half-way.
+        self.close()
+        if isinstance(exc, Exception):
+            raise SessionLost(str(exc) or type(exc).__name__) from exc
 
     def close(self) -> None:
         """Close the connection now (never waits); the server ends the session and its lock."""
         self.broken = True
         self.adapter.close(self.raw)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def quit(self, seconds: float) -> None:
         """Close politely, waiting at most ``seconds``; closes at once if that fails."""

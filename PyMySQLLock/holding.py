@@ -13,6 +13,10 @@ statements are the proof that the session lives. After the block, the session is
 usable for the keepalive (results read, a failed transaction rolled back), and because the
 caller may have changed anything else in it (variables, ``autocommit``, ``sql_mode``, temporary
 tables, other locks), it is closed at release instead of going back to the pool.
+
+The decisions (which statement ends a block, which failure loses the lock, the errors) are
+here once, for this module's blocking block and for its asyncio twin,
+:mod:`PyMySQLLock.aio.holding`.
 """
 
 from __future__ import annotations
@@ -20,23 +24,74 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import LockError, LockLostError
 from .loss import LossCause, LossReason
+from .statements import COMMIT, ROLLBACK, START_TRANSACTION
 
 if TYPE_CHECKING:
     from .connection import Session
     from .lock import Lock
 
-__all__ = ["caller_cursor"]
+__all__ = [
+    "UNREAD",
+    "Holder",
+    "already_open",
+    "caller_cursor",
+    "check_clean",
+    "check_failure",
+    "declare_lost",
+    "end_statement",
+    "failures",
+    "start_statement",
+]
+
+#: Why a block whose results cannot be skipped loses its session.
+UNREAD = "results were left unread that the driver cannot skip"
 
 
-def _lost(
-    lock: Lock, session: Session, message: str, cause: BaseException | None = None
+class Holder(Protocol):
+    """What the decisions below need of a lock, blocking or asyncio."""
+
+    @property
+    def name(self) -> str:
+        """The lock's name."""
+
+    @property
+    def lost_reason(self) -> LossReason | None:
+        """Why it was lost."""
+
+    def _declare_lost(self, session: Any, reason: LossReason) -> None:
+        """Report it lost, unless released meanwhile."""
+
+
+def already_open(lock: Holder, where: str) -> LockError:
+    """:returns: the error for a second block of ``lock`` in the same thread or task."""
+    return LockError(
+        f"a cursor() or transaction() block of lock {lock.name!r} is already open in this "
+        f"{where}; use its cursor"
+    )
+
+
+def start_statement(transaction: bool) -> str | None:
+    """:returns: the statement that opens a block (``START TRANSACTION``), if any."""
+    return START_TRANSACTION if transaction else None
+
+
+def end_statement(transaction: bool, failed: bool) -> str | None:
+    """:returns: the statement that ends a block: ``COMMIT``, ``ROLLBACK``, or none."""
+    if not transaction:
+        return None
+    return ROLLBACK if failed else COMMIT
+
+
+def declare_lost(
+    lock: Holder, session: Any, message: str, cause: BaseException | None = None
 ) -> LockLostError:
     """Declare the lock lost because its session failed under the caller's statements.
 
+    :param session: the holding session (blocking or asyncio).
     :param message: what happened, for the log and the error.
     :param cause: the driver's error, when one revealed it.
     :returns: the error to raise.
@@ -53,12 +108,47 @@ def _lost(
     )
 
 
-def _connection_failed(session: Session, exc: BaseException) -> bool:
-    """Tell whether ``exc`` left the connection unusable (and so the lock lost)."""
-    adapter = session.adapter
+def check_failure(lock: Holder, session: Any, exc: BaseException) -> None:
+    """Sort out an exception raised in a block or by its statements.
+
+    Returns when the session is still usable (a statement the server refused, an error of
+    the caller's own), so that the block can be ended on it.
+
+    :raises BaseException: ``exc`` itself when it interrupted the block (Ctrl-C, a cancelled
+        task), perhaps half-way through a statement: the session can never be trusted again,
+        so the lock is declared lost and its session closed, which frees it.
+    :raises LockLostError: when ``exc`` says the connection failed (the server rolled back
+        the open transaction and freed the lock).
+    """
     if not isinstance(exc, Exception):
-        return True  # e.g. KeyboardInterrupt half-way through a statement: state unknown
-    return adapter.is_driver_error(exc) and adapter.is_connection_lost(exc)
+        declare_lost(lock, session, f"the block was interrupted ({type(exc).__name__})")
+        raise exc
+    adapter = session.adapter
+    if adapter.is_driver_error(exc) and adapter.is_connection_lost(exc):
+        raise declare_lost(lock, session, f"the connection failed: {exc}", exc) from exc
+
+
+@contextlib.contextmanager
+def failures(lock: Holder, session: Any) -> Iterator[None]:
+    """Around the library's own statements of a block: sort out what they raise.
+
+    An error is sorted by :func:`check_failure` (which may declare the lock lost), then goes on.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        check_failure(lock, session, exc)
+        raise
+
+
+def check_clean(lock: Holder, session: Any, clean: bool) -> None:
+    """After a block's cursor was finished.
+
+    :param clean: whether the driver could read every result the caller left.
+    :raises LockLostError: when it could not: the connection cannot serve the keepalive.
+    """
+    if not clean:
+        raise declare_lost(lock, session, UNREAD)
 
 
 def _end(lock: Lock, session: Session, cursor: Any, statement: str | None) -> None:
@@ -66,16 +156,11 @@ def _end(lock: Lock, session: Session, cursor: Any, statement: str | None) -> No
 
     :raises LockLostError: when the connection fails meanwhile.
     """
-    try:
+    with failures(lock, session):
         if statement is not None:
             cursor.execute(statement)
         clean = session.adapter.finish_caller_cursor(session.raw, cursor)
-    except BaseException as exc:
-        if _connection_failed(session, exc):
-            raise _lost(lock, session, f"the connection failed: {exc}", exc) from exc
-        raise
-    if not clean:
-        raise _lost(lock, session, "results were left unread that the driver cannot skip")
+    check_clean(lock, session, clean)
 
 
 @contextlib.contextmanager
@@ -92,43 +177,30 @@ def caller_cursor(lock: Lock, *, transaction: bool) -> Iterator[Any]:
     """
     session = lock._holding_session()
     if session.caller_thread == threading.get_ident():
-        raise LockError(
-            f"a cursor() or transaction() block of lock {lock.name!r} is already open in this "
-            "thread; use its cursor"
-        )
+        raise already_open(lock, "thread")
     with session.mutex:
         if lock._holding_session() is not session:  # lost while we waited for the mutex
             raise LockLostError(f"lock {lock.name!r} was lost")
         session.caller_used = True
         session.caller_thread = threading.get_ident()
         try:
-            try:
+            start = start_statement(transaction)
+            with failures(lock, session):
                 cursor = session.adapter.caller_cursor(session.raw)
-                if transaction:
-                    cursor.execute("START TRANSACTION")
-            except BaseException as exc:
-                if _connection_failed(session, exc):
-                    raise _lost(lock, session, f"the connection failed: {exc}", exc) from exc
-                raise
+                if start is not None:
+                    cursor.execute(start)
             try:
                 yield cursor
             except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    # Interrupted (Ctrl-C), perhaps half-way through a statement: the session
-                    # can never be trusted again. Closing it frees the lock; the interrupt goes on.
-                    _lost(lock, session, f"the block was interrupted ({type(exc).__name__})")
-                    raise
-                if _connection_failed(session, exc):
-                    raise _lost(lock, session, f"the connection failed: {exc}", exc) from exc
-                _end(lock, session, cursor, "ROLLBACK" if transaction else None)
+                check_failure(lock, session, exc)
+                _end(lock, session, cursor, end_statement(transaction, failed=True))
                 raise
             try:
-                _end(lock, session, cursor, "COMMIT" if transaction else None)
-            except LockLostError:
-                raise
+                _end(lock, session, cursor, end_statement(transaction, failed=False))
             except BaseException:
-                if transaction:  # COMMIT refused (a deadlock, a constraint): undo the rest
-                    _end(lock, session, cursor, "ROLLBACK")
+                if transaction and not session.broken:
+                    # COMMIT refused (a deadlock, a constraint): undo the rest.
+                    _end(lock, session, cursor, end_statement(transaction, failed=True))
                 raise
         finally:
             session.caller_thread = None

@@ -31,6 +31,7 @@ from .server import MARIADB, PROBE_SQL, UNSUPPORTED_CAUSES, ServerInfo
 from .timeouts import chunk_seconds
 
 __all__ = [
+    "COMMIT",
     "CONNECTION_LOST_CODES",
     "DEADLOCK_CODES",
     "GET_LOCK",
@@ -47,6 +48,8 @@ __all__ = [
     "PERFORMANCE_SCHEMA",
     "PROBE",
     "RELEASE_LOCK",
+    "ROLLBACK",
+    "START_TRANSACTION",
     "STILL_HELD",
     "WAIT_TIMEOUT_CODES",
     "Acquire",
@@ -96,6 +99,11 @@ KILL_QUERY = "KILL QUERY %s"
 KILL_CONNECTION = "KILL CONNECTION %s"
 #: Asked once per Locker to tell the server's flavour and topology; see :mod:`.server`.
 PROBE = PROBE_SQL
+#: The bounds of ``lock.transaction()``: a transaction on the holding session, committed only
+#: while that session (and so the lock) lives; see :mod:`.holding`.
+START_TRANSACTION = "START TRANSACTION"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
 
 # -- error codes: the one table -------------------------------------------------------------
 

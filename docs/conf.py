@@ -43,7 +43,7 @@ nitpick_ignore_regex = [
     ("py:class", r"collections\.abc\.\w+"),
     ("py:class", r"types\.TracebackType"),
     ("py:class", r"os\.PathLike"),
-    ("py:class", r"contextlib\.AbstractContextManager"),
+    ("py:class", r"contextlib\.Abstract(Async)?ContextManager"),
     ("py:class", r"ssl\.SSLContext"),
 ]
 

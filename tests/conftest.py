@@ -230,6 +230,27 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[], str]:
     return lambda: _make_lock_name(request.node.name)
 
 
+@pytest.fixture
+def table(server: Server) -> Iterator[str]:
+    """A fencing counter table name of this test's own, dropped afterwards."""
+    name = f"fence_{_RUN_TOKEN}_{secrets.token_hex(3)}"
+    yield name
+    server.sql(f"DROP TABLE IF EXISTS `{server.database}`.`{name}`")
+
+
+@pytest.fixture
+def guarded(server: Server) -> Iterator[str]:
+    """A table guarded by fencing tokens: one row ``(1, '', 0)`` whose ``fence`` only grows."""
+    name = f"guarded_{_RUN_TOKEN}_{secrets.token_hex(3)}"
+    server.sql(
+        f"CREATE TABLE `{server.database}`.`{name}` "
+        "(id INT PRIMARY KEY, body TEXT, fence BIGINT NOT NULL)"
+    )
+    server.sql(f"INSERT INTO `{server.database}`.`{name}` VALUES (1, '', 0)")
+    yield name
+    server.sql(f"DROP TABLE IF EXISTS `{server.database}`.`{name}`")
+
+
 @dataclass
 class Traffic:
     """What reached the server during a ``server_traffic()`` block.

@@ -9,8 +9,6 @@ and a cancelled acquire that leaves nothing held.
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -22,14 +20,6 @@ from PyMySQLLock.aio.fencing import AsyncFencedLock
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
 MakeAsync = Callable[..., AsyncLocker]
-
-
-@pytest.fixture
-def table(server: Any) -> Iterator[str]:
-    """A counter table name of this test's own, dropped afterwards."""
-    name = f"afence_{secrets.token_hex(4)}"
-    yield name
-    server.sql(f"DROP TABLE IF EXISTS `{server.database}`.`{name}`")
 
 
 def _blocking_token(server: Any, name: str, table: str) -> int:

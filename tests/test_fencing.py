@@ -48,27 +48,6 @@ MYSQL = ServerInfo.from_version_string("8.4.3")
 _TAG = secrets.token_hex(3)
 
 
-@pytest.fixture
-def table(server: Any) -> Iterator[str]:
-    """A counter table name of this test's own, dropped afterwards."""
-    name = f"fence_{_TAG}_{secrets.token_hex(3)}"
-    yield name
-    server.sql(f"DROP TABLE IF EXISTS `{server.database}`.`{name}`")
-
-
-@pytest.fixture
-def guarded(server: Any) -> Iterator[str]:
-    """A table guarded by fencing tokens: one row whose ``fence`` only ever grows."""
-    name = f"guarded_{_TAG}_{secrets.token_hex(3)}"
-    server.sql(
-        f"CREATE TABLE `{server.database}`.`{name}` "
-        "(id INT PRIMARY KEY, body TEXT, fence BIGINT NOT NULL)"
-    )
-    server.sql(f"INSERT INTO `{server.database}`.`{name}` VALUES (1, '', 0)")
-    yield name
-    server.sql(f"DROP TABLE IF EXISTS `{server.database}`.`{name}`")
-
-
 def guarded_write(cursor: Any, table: str, body: str, token: int) -> bool:
     """The write the docs recommend: accepted only if no newer holder has written."""
     cursor.execute(

@@ -217,6 +217,18 @@ class AsyncDriverAdapter:
             insert_id if isinstance(insert_id, int) else None,
         )
 
+    async def caller_cursor(self, raw: Any) -> Any:
+        """:returns: a new cursor for the caller's own statements, its results read in full."""
+        return await self.cursor(raw)
+
+    async def finish_caller_cursor(self, raw: Any, cursor: Any) -> bool:
+        """Close a caller's cursor, reading any result it left, so the next statement can run.
+
+        :returns: ``False`` when results are still pending that the driver cannot skip.
+        """
+        await cursor.close()  # both drivers read the remaining result sets here
+        return True
+
     def close(self, raw: Any) -> None:
         """Close ``raw`` at once, without a goodbye: safe at any moment, even mid-statement.
 

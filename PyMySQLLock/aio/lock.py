@@ -15,6 +15,7 @@ granted lock is always either recorded as held or closed away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -47,6 +48,7 @@ from ..statements import (
     release_answer,
 )
 from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval, validate_timeout
+from . import holding
 from .session import AsyncSession
 
 if TYPE_CHECKING:
@@ -173,6 +175,38 @@ class AsyncLock:
     def token(self) -> int | None:
         """The fencing token of the latest acquire; always ``None`` without ``fencing=True``."""
         return None
+
+    # -- the caller's statements on the holding session ---------------------------------------
+
+    def cursor(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A driver cursor on the session that holds the lock, for an ``async with`` block.
+
+        As :meth:`PyMySQLLock.Lock.cursor`: each statement runs in autocommit mode, so one that
+        succeeds ran while the lock was held; the keepalive waits while the block runs; the
+        session is closed at release instead of pooled. Cancelling the task inside the block
+        closes the session (see :mod:`PyMySQLLock.aio.holding`).
+
+        :raises LockNotHeldError: if the lock is not held.
+        :raises LockLostError: if it was lost, or the session failed in the block.
+        :raises LockError: if a block of this lock is already open in this task.
+        """
+        return holding.caller_cursor(self, transaction=False)
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Like :meth:`cursor`, in a transaction committed only while the lock is still held.
+
+        ``START TRANSACTION`` first; ``COMMIT`` when the block ends, ``ROLLBACK`` when it
+        raises. If the session ends before the ``COMMIT`` (the lock lost), the server rolls the
+        transaction back and :class:`~PyMySQLLock.LockLostError` is raised.
+        """
+        return holding.caller_cursor(self, transaction=True)
+
+    def _holding_session(self) -> AsyncSession:
+        """:returns: the session holding the lock; raises as :meth:`ensure_held` does."""
+        self.ensure_held()
+        session = self._session
+        assert session is not None  # noqa: S101 - held means a session
+        return session
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} {self._state}>"
@@ -302,6 +336,8 @@ class AsyncLock:
         Releasing a lock that was lost only cleans up: the loss was already reported.
 
         :raises LockNotHeldError: if the lock is not held (never acquired, or released).
+        :raises LockError: when called inside a :meth:`cursor` block of this lock, in its
+            task (the block holds the session).
         """
         if self._state == _LOST:
             self._state = _IDLE
@@ -309,6 +345,9 @@ class AsyncLock:
         session = self._session
         if self._state != _HELD or session is None:
             raise LockNotHeldError(f"lock {self._name!r} is not held")
+        if session.caller_task is not None and session.caller_task is asyncio.current_task():
+            # The block holds the session's mutex: waiting for it here would never end.
+            raise LockError(f"release() inside a cursor() block of lock {self._name!r}")
         self._session = None
         self._state = _IDLE
         self._hold = None

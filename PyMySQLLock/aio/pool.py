@@ -110,7 +110,12 @@ class AsyncPool:
     def checkin(self, session: AsyncSession) -> None:
         """Give back a healthy session whose server session holds no lock."""
         self._in_use.discard(session)
-        if not self.closed and not session.broken and len(self._idle) < self.size:
+        if (
+            not self.closed
+            and not session.broken
+            and not session.caller_used
+            and len(self._idle) < self.size
+        ):
             self._idle.append(session)
         else:
             self._close(session)

@@ -57,6 +57,8 @@ class AsyncSession:
         "_transport",
         "adapter",
         "broken",
+        "caller_task",
+        "caller_used",
         "connection_id",
         "mutex",
         "raw",
@@ -74,6 +76,11 @@ class AsyncSession:
         #: Serialises the statements of the acquirer, the releaser and the keepalive.
         self.mutex = asyncio.Lock()
         self.broken = False
+        #: Set once the caller ran statements of its own here (see :mod:`.holding`): the
+        #: session may carry their state, so it is closed at release instead of pooled.
+        self.caller_used = False
+        #: The task inside a ``cursor()`` block of this session, if any.
+        self.caller_task: asyncio.Task[Any] | None = None
         transport, self._socket_closed = adapter.socket_watch(raw)
         self._transport = _socket_transport(transport)
         self._loop = asyncio.get_running_loop()

@@ -15,9 +15,14 @@ through the keepalive, in which case ``ensure_held()`` raised and no ``end`` is 
 
 Meanwhile the supervisor, every 0.3 to 1.2 s, does one of: SIGKILL the current holder's process,
 ``KILL CONNECTION`` the current holder's server session (the process lives on and must notice),
-SIGKILL a random worker (usually one waiting in ``GET_LOCK``), or ``KILL CONNECTION`` a random
-session waiting for the lock. It writes a ``sigkill`` / ``kill_session`` record to the log
-*before* sending each kill, and restarts every killed worker as a new incarnation.
+break the current holder's lock as an administrator would, with the library's own
+``Locker.force_release()`` (from a Locker of a random driver), SIGKILL a random worker (usually
+one waiting in ``GET_LOCK``), or ``KILL CONNECTION`` a random session waiting for the lock. It
+writes a ``sigkill`` / ``kill_session`` / ``force_release`` record to the log *before* sending
+each kill, and restarts every killed worker as a new incarnation. The ``force_release`` record
+names the session the library is about to end: it is written between the library's own read of
+the holder and its ``KILL`` (see :class:`_Breaker`), so it is the session really ended even when
+the holder changed since the supervisor last looked.
 
 The log is one file opened with ``O_APPEND``; every record is a single ``os.write()`` of one
 JSON line, so records never interleave and a SIGKILL cannot tear one. Times are
@@ -35,8 +40,9 @@ correctly held locks never intersect.
 
 Two sections *overlap* when their intervals intersect. An overlap is **excused** (a *reported
 loss*) only if one of the two sections has a ``lost`` record *and* the supervisor sent a
-``KILL CONNECTION`` for that section's connection before the overlap began (before the later of
-the two starts): that worker's protection ended with its session, and the library told it so.
+``KILL CONNECTION`` (its own, or ``force_release``'s) for that section's connection before the
+overlap began (before the later of the two starts): that worker's protection ended with its
+session, and the library told it so.
 The one other excuse is a ``release_cut`` record in place of ``lost``: the worker's injected
 interrupt cut its ``release()`` short after the release had begun (the connection is then
 closed, see ``Lock.release``). A loss that happened before such a release can no longer be
@@ -50,7 +56,7 @@ The run also fails on: a ``lost`` record whose connection the supervisor never k
 loss report), a section that never closes (a worker that stopped without ``end``, ``lost`` or a
 kill), an unexpected exception in a worker, an unreadable record, no acquisition for
 ``STALL_SECONDS`` (a stuck lock), or, with ``--require-chaos``, a run without at least one
-acquisition, process kill and session kill.
+acquisition, process kill, session kill and forced release.
 
 ``--broken`` is the harness's self-test: every worker takes a lock of its own, so nothing
 excludes anything, and the run must fail with silent overlaps (``tests/test_stress_short.py``
@@ -164,6 +170,7 @@ class Report:
     acquisitions: int = 0
     process_kills: int = 0
     session_kills: int = 0
+    forced_releases: int = 0
     reported_losses: int = 0
     cut_releases: int = 0
     excused_overlaps: int = 0
@@ -181,6 +188,7 @@ class Report:
             f"acquisitions:         {self.acquisitions}",
             f"process kills:        {self.process_kills}",
             f"session kills:        {self.session_kills}",
+            f"forced releases:      {self.forced_releases}",
             f"reported losses:      {self.reported_losses}",
             f"releases cut short:   {self.cut_releases} (by an injected interrupt)",
             f"overlaps (reported):  {self.excused_overlaps}",
@@ -214,7 +222,7 @@ def check(
     report.violations += [f"unreadable record: {line!r}" for line in bad_lines]
     sections: dict[tuple[str, int], Section] = {}
     sigkills: dict[str, float] = {}
-    session_kills: dict[int, float] = {}  # connection id -> first kill sent
+    session_kills: dict[int, float] = {}  # connection id -> first kill (or forced release) sent
     run_start: float | None = None
     for record in records:
         kind, now = record["kind"], float(record["t"])
@@ -243,6 +251,11 @@ def check(
             sigkills.setdefault(worker, now)
         elif kind == "kill_session":
             report.session_kills += 1
+            session_kills.setdefault(int(record["conn"]), now)
+        elif kind == "force_release":
+            # force_release ends the holder's session with a KILL CONNECTION of its own: the
+            # same event for the worker as a kill_session, recorded just before the KILL.
+            report.forced_releases += 1
             session_kills.setdefault(int(record["conn"]), now)
         elif kind == "acquire_error":
             report.acquire_errors += 1
@@ -508,6 +521,49 @@ class Admin:
             self._conn = None
 
 
+def _breaking_locker(url: str, driver: str, log: Log) -> Any:
+    """A Locker of the supervisor's for :meth:`~PyMySQLLock.Locker.force_release`, used as an
+    administrator would use it, whose ``break_lock(name)`` also writes the ``force_release``
+    record.
+
+    The record must name the session the library ends, and only the library knows it: it reads
+    the holder itself just before its ``KILL``, and the holder may have changed since anyone
+    else looked. So the first :meth:`~PyMySQLLock.Locker.holder` answer inside ``break_lock``
+    writes the record, between the library's read and its ``KILL``. If the library ever ends a
+    session without that read, the run fails (an ``error`` record) instead of blaming the
+    workers for losses nobody recorded.
+    """
+    from PyMySQLLock import Locker
+
+    class BreakingLocker(Locker):
+        _armed = False
+        _ended: int | None = None
+
+        def holder(self, name: str) -> int | None:
+            conn = super().holder(name)
+            if self._armed and conn is not None:
+                self._armed, self._ended = False, conn
+                log.write("force_release", conn=conn, driver=driver)
+            return conn
+
+        def break_lock(self, name: str) -> int | None:
+            """:returns: the session ``force_release`` ended, ``None`` if the lock was free."""
+            self._armed, self._ended = True, None
+            try:
+                ended = self.force_release(name)
+            finally:
+                self._armed = False
+            if ended and self._ended is None:
+                log.write(
+                    "error",
+                    worker="supervisor",
+                    message="force_release ended a session without reading the holder first",
+                )
+            return self._ended if ended else None
+
+    return BreakingLocker.from_url(url, driver=driver)
+
+
 @dataclass
 class _Slot:
     driver: str
@@ -547,6 +603,7 @@ class Supervisor:
         # connection id -> worker, from the start records read so far
         self._holders: dict[int, str] = {}
         self._offset = 0
+        self._breakers: dict[str, Any] = {}  # driver -> Locker (see _breaking_locker)
 
     def say(self, message: str) -> None:
         if not self.quiet:
@@ -613,19 +670,31 @@ class Supervisor:
         self.log.write("kill_session", conn=conn)
         self.admin.query(f"KILL CONNECTION {int(conn)}")
 
+    def _force_release(self, driver: str) -> int | None:
+        breaker = self._breakers.get(driver)
+        if breaker is None:
+            breaker = self._breakers[driver] = _breaking_locker(self.url, driver, self.log)
+        ended: int | None = breaker.break_lock(NAME)
+        return ended
+
     def chaos(self) -> str | None:
         """Do one random bad thing; :returns: what was done, or ``None``."""
         roll = self.rng.random()
-        if roll < 0.4:
+        if roll < 0.3:
             conn, slot = self._holder()
             if slot is not None:
                 self._sigkill(slot)
                 return f"SIGKILL holder {slot.name}"
-        elif roll < 0.8:
+        elif roll < 0.55:
             conn, _ = self._holder()
             if conn is not None:
                 self._kill_session(conn)
                 return f"KILL holder session {conn}"
+        elif roll < 0.8:
+            driver = self.rng.choice(DRIVERS)
+            conn = self._force_release(driver)
+            if conn is not None:
+                return f"force_release ({driver}) ended holder session {conn}"
         elif roll < 0.9:
             slot = self.rng.choice(self.slots)
             self._sigkill(slot)
@@ -688,6 +757,8 @@ class Supervisor:
                     slot.proc.kill()
                     slot.proc.wait()
             self.admin.close()
+            for breaker in self._breakers.values():
+                breaker.close()
         self.log.write("finish")
         self.log.close()
         records, bad = read_records(self.log_path)
@@ -799,6 +870,7 @@ def main(argv: list[str] | None = None) -> int:
             ("acquisitions", report.acquisitions),
             ("process kills", report.process_kills),
             ("session kills", report.session_kills),
+            ("forced releases", report.forced_releases),
         ):
             if count == 0:
                 report.violations.append(f"no {what} happened")

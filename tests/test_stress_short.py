@@ -34,6 +34,14 @@ def _kill_session(conn, t):
     return {"kind": "kill_session", "t": t, "conn": conn}
 
 
+def _force_release(conn, t):
+    return {"kind": "force_release", "t": t, "conn": conn, "driver": "pymysql"}
+
+
+#: The two ways the supervisor ends a holder's session, which the checker treats alike.
+KILLS = pytest.mark.parametrize("kill", [_kill_session, _force_release])
+
+
 # --------------------------------------------------------------------------- the checker
 
 
@@ -61,11 +69,12 @@ def test_checker_reports_a_silent_overlap():
     assert "silent overlap" in report.violations[0]
 
 
-def test_checker_excuses_an_overlap_after_a_session_kill_the_holder_reported():
+@KILLS
+def test_checker_excuses_an_overlap_after_a_session_kill_the_holder_reported(kill):
     report = stress.check(
         [
             _start("a", 1, 1.0, 10),
-            _kill_session(10, 1.2),
+            kill(10, 1.2),
             _start("b", 1, 1.3, 11),
             _end("a", 1, 1.4),
             _lost("a", 1, 1.5),
@@ -75,7 +84,9 @@ def test_checker_excuses_an_overlap_after_a_session_kill_the_holder_reported():
     assert report.ok, report.violations
     assert report.excused_overlaps == 1
     assert report.reported_losses == 1
-    assert report.session_kills == 1
+    assert (report.session_kills, report.forced_releases) == (
+        (1, 0) if kill is _kill_session else (0, 1)
+    )
 
 
 def _release_cut(worker, seq, t):
@@ -133,12 +144,13 @@ def test_checker_excuses_a_section_that_began_on_an_already_killed_session():
     assert report.excused_overlaps == 1
 
 
-def test_checker_does_not_excuse_an_overlap_that_began_before_the_kill():
+@KILLS
+def test_checker_does_not_excuse_an_overlap_that_began_before_the_kill(kill):
     report = stress.check(
         [
             _start("a", 1, 1.0, 10),
             _start("b", 1, 1.1, 11),
-            _kill_session(10, 1.2),
+            kill(10, 1.2),
             _lost("a", 1, 1.3),
             _end("b", 1, 1.5),
         ]
@@ -147,11 +159,12 @@ def test_checker_does_not_excuse_an_overlap_that_began_before_the_kill():
     assert not report.ok
 
 
-def test_checker_does_not_excuse_a_killed_session_whose_holder_was_never_told():
+@KILLS
+def test_checker_does_not_excuse_a_killed_session_whose_holder_was_never_told(kill):
     report = stress.check(
         [
             _start("a", 1, 1.0, 10),
-            _kill_session(10, 1.1),
+            kill(10, 1.1),
             _start("b", 1, 1.2, 11),
             _end("a", 1, 1.4),
             _end("b", 1, 1.5),
@@ -159,6 +172,21 @@ def test_checker_does_not_excuse_a_killed_session_whose_holder_was_never_told():
     )
     assert report.overlaps == 1
     assert not report.ok
+
+
+@KILLS
+def test_checker_does_not_excuse_a_loss_after_a_kill_of_another_session(kill):
+    report = stress.check(
+        [
+            _start("a", 1, 1.0, 10),
+            kill(12, 1.1),
+            _start("b", 1, 1.2, 11),
+            _lost("a", 1, 1.3),
+            _end("b", 1, 1.5),
+        ]
+    )
+    assert report.overlaps == 1
+    assert any("false loss report" in v for v in report.violations)
 
 
 def test_checker_reports_a_loss_nobody_caused():
@@ -210,6 +238,7 @@ def test_short_chaos_run_keeps_mutual_exclusion(server):
     assert report.acquisitions > 0, report.summary()
     assert report.process_kills > 0, report.summary()
     assert report.session_kills > 0, report.summary()
+    assert report.forced_releases > 0, report.summary()
 
 
 def test_harness_catches_a_lock_that_does_not_exclude(server):

@@ -12,5 +12,7 @@ One module per benchmark:
 * :mod:`benchmarks.scale`: 1,000 locks held by one process.
 * :mod:`benchmarks.contention`: 16 threads and 4 processes on one name.
 * :mod:`benchmarks.lost`: how soon a killed session or a hung server is noticed.
+* :mod:`benchmarks.windows`: the detection window of every fault by refresh interval, next to
+  its documented bound.
 * :mod:`benchmarks.profile`: where the library's own time goes in the uncontended cycle.
 """

@@ -28,6 +28,7 @@ BENCHMARKS: tuple[str, ...] = (
     "scale",
     "contention",
     "lost",
+    "windows",
     "coordination",
     "profile",
     "aiocycle",

@@ -16,11 +16,13 @@ The latency is from just before the KILL (or the SIGSTOP) to the ``on_lost`` cal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from PyMySQLLock.testing import ThrowawayServer
@@ -31,7 +33,7 @@ from .report import Column, Section, Target
 from .servers import MySQLTarget, mariadb
 from .stats import median, percentile
 
-__all__ = ["run"]
+__all__ = ["Losses", "Victims", "own_server", "run"]
 
 INTERVAL = 1.0
 KILL_SLACK = 0.5
@@ -39,7 +41,23 @@ KILL_SLACK = 0.5
 PING_TIMEOUT = 1.0
 
 
-class _Losses:
+@contextlib.contextmanager
+def own_server() -> Iterator[tuple[ThrowawayServer, MySQLTarget]]:
+    """A throwaway server for this benchmark alone (it gets paused or killed), with the
+    library's log silenced meanwhile: every loss is caused on purpose, and the library's
+    warnings would only bury the report."""
+    library_log = logging.getLogger("PyMySQLLock")
+    level = library_log.level
+    library_log.setLevel(logging.CRITICAL)
+    server, target = mariadb()
+    try:
+        yield server, target
+    finally:
+        server.close()
+        library_log.setLevel(level)
+
+
+class Losses:
     """Records when each lock's ``on_lost`` ran."""
 
     def __init__(self) -> None:
@@ -60,7 +78,7 @@ class _Losses:
                 self._cond.wait(remaining)
 
 
-def _hold(locker: Any, prefix: str, count: int, losses: _Losses) -> list[Any]:
+def _hold(locker: Any, prefix: str, count: int, losses: Losses) -> list[Any]:
     """Acquire ``count`` locks from the calling thread (the library may put them on one
     session: every lock of a thread shares its connection)."""
     locks = [
@@ -73,13 +91,15 @@ def _hold(locker: Any, prefix: str, count: int, losses: _Losses) -> list[Any]:
     return locks
 
 
-class _Victims:
+class Victims:
     """Locks held each from a thread of its own, each on its own session: killing one session
     (or a check waiting on one) tells nothing about the others."""
 
-    def __init__(self, locker: Any, prefix: str, count: int, losses: _Losses) -> None:
+    def __init__(
+        self, locker: Any, prefix: str, count: int, losses: Losses, interval: float = INTERVAL
+    ) -> None:
         self.locks = [
-            locker.lock(f"{prefix}{n}", refresh_interval_secs=INTERVAL, on_lost=losses)
+            locker.lock(f"{prefix}{n}", refresh_interval_secs=interval, on_lost=losses)
             for n in range(count)
         ]
         self._stop = threading.Event()
@@ -117,13 +137,13 @@ class _Victims:
 def _kill_run(driver: str, target: MySQLTarget, bystanders: int, victims: int) -> dict[str, Any]:
     from PyMySQLLock import Locker
 
-    losses = _Losses()
+    losses = Losses()
     admin = admin_connect(target)
     prefix = f"bench-kill-{uuid.uuid4().hex[:12]}-"
     try:
         with Locker(driver=driver, **target.kwargs()) as locker:
             others = _hold(locker, f"{prefix}b", bystanders, losses)
-            held = _Victims(locker, f"{prefix}v", victims, losses)
+            held = Victims(locker, f"{prefix}v", victims, losses)
             try:
                 killed_at: dict[str, float] = {}
                 early: list[str] = []  # reported lost before anything was done to them
@@ -166,10 +186,10 @@ def _hung_run(
 ) -> dict[str, Any]:
     from PyMySQLLock import Locker
 
-    losses = _Losses()
+    losses = Losses()
     locker = Locker(driver=driver, ping_timeout=PING_TIMEOUT, **target.kwargs())
     try:
-        held = _Victims(locker, f"bench-hung-{uuid.uuid4().hex[:12]}-", victims, losses)
+        held = Victims(locker, f"bench-hung-{uuid.uuid4().hex[:12]}-", victims, losses)
         try:
             time.sleep(random.uniform(0, INTERVAL))
             paused_at = time.monotonic()
@@ -210,12 +230,7 @@ def run(ctx: RunContext) -> Section:
     many = 1000
     few_victims, many_victims = ctx.size(10, 4), 5
     hung_held = ctx.size(3, 1)
-    # Every loss here is caused on purpose; the library's warnings would only bury the report.
-    library_log = logging.getLogger("PyMySQLLock")
-    level = library_log.level
-    library_log.setLevel(logging.CRITICAL)
-    server, target = mariadb()
-    try:
+    with own_server() as (server, target):
         for driver in ctx.drivers:
             cases = [(f"KILL {few_victims} of {few_victims} held", 0, few_victims)]
             if not ctx.quick:  # the scale benchmark already holds many locks in a quick run
@@ -289,9 +304,6 @@ def run(ctx: RunContext) -> Section:
                     " s",
                 )
             )
-    finally:
-        server.close()
-        library_log.setLevel(level)
     section.notes = [
         (
             "KILL: victims, each held by a thread (so a session) of its own, killed one by one "

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
-from .election import Election, Term
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AcquireCancelledError,
     AcquireInterruptedError,
@@ -26,12 +28,43 @@ from .errors import (
     PermissionDeniedError,
     UnsupportedServerError,
 )
-from .listing import LockInfo
-from .lock import Lock
-from .locker import Locker
-from .loss import LossCause, LossReason
-from .semaphore import Semaphore
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .election import Election, Term
+    from .listing import LockInfo
+    from .lock import Lock
+    from .locker import Locker
+    from .loss import LossCause, LossReason
+    from .semaphore import Semaphore
+
+# The classes below are imported on first use (PEP 562): a process that needs only some of the
+# package, such as the ``pymysqllock`` command line run by cron, does not pay for the rest.
+# The errors and the version are cheap and come at once. tests/test_lazy.py keeps it so.
+_LAZY = {
+    "Election": "election",
+    "Term": "election",
+    "LockInfo": "listing",
+    "Lock": "lock",
+    "Locker": "locker",
+    "LossCause": "loss",
+    "LossReason": "loss",
+    "Semaphore": "semaphore",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AcquireCancelledError",

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Callable, ClassVar, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, TypeVar, overload
 
 from . import listing, statements
 from .callbacks import Dispatcher
@@ -19,7 +19,6 @@ from .config import parse_url
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .connectoptions import describe_target, redact_secrets
 from .drivers import DriverAdapter, resolve_adapter
-from .election import Election, Term
 from .errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
@@ -33,7 +32,6 @@ from .keepalive import Keepalive, KeepaliveDeadError
 from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, validate_name, validate_namespace
-from .semaphore import Semaphore
 from .server import PROBE_SQL, ServerInfo
 from .timeouts import (
     DEFAULT_REFRESH_INTERVAL,
@@ -41,6 +39,11 @@ from .timeouts import (
     chunk_seconds,
     validate_driver_timeout,
 )
+
+if TYPE_CHECKING:
+    # Imported by the methods that make them: most programs never use either.
+    from .election import Election, Term
+    from .semaphore import Semaphore
 
 __all__ = ["Locker"]
 
@@ -427,6 +430,8 @@ class Locker:
 
         .. versionadded:: 1.0
         """
+        from .semaphore import Semaphore
+
         return Semaphore(
             self,
             name,
@@ -453,6 +458,8 @@ class Locker:
 
         .. versionadded:: 1.0
         """
+        from .election import Election
+
         return Election(
             self,
             name,

@@ -16,7 +16,6 @@ hashed, so a namespace's names can always be listed by prefix.
 from __future__ import annotations
 
 import functools
-import hashlib
 from typing import Any
 
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
@@ -125,7 +124,10 @@ def server_name(name: str, namespace: str | None = None) -> str:
     if fits_verbatim(full):
         return full
     # Hash the whole name (namespace included) so that equal inputs always map to one lock;
-    # surrogatepass keeps even unencodable strings distinct instead of failing.
+    # surrogatepass keeps even unencodable strings distinct instead of failing. hashlib is
+    # imported here, for the rare long name: it loads OpenSSL, a cost to every short process.
+    import hashlib
+
     digest = hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()
     readable_chars = MAX_SERVER_NAME_CHARS - len(prefix) - len(HASH_MARK) - _HASH_HEX_DIGITS
     readable = "".join(c if _is_safe(c) else "_" for c in name[:readable_chars])

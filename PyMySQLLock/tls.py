@@ -19,11 +19,16 @@ This module only decides; the driver adapters turn the decision into each driver
 from __future__ import annotations
 
 import enum
-import ssl
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
+
+if TYPE_CHECKING:
+    # The ssl module is imported only when a context is built: it costs a short-lived
+    # process such as the command line (run by cron) more than the rest of this module.
+    import ssl
 
 __all__ = ["CIPHER_SQL", "TLS_KWARGS", "SslMode", "TlsRequest", "build_context", "tls_request"]
 
@@ -127,6 +132,8 @@ def _path(value: Any, name: str) -> str | None:
 
 
 def _context_mode(context: ssl.SSLContext) -> SslMode:
+    import ssl
+
     if context.verify_mode == ssl.CERT_NONE:
         return SslMode.REQUIRED
     return SslMode.VERIFY_IDENTITY if context.check_hostname else SslMode.VERIFY_CA
@@ -142,7 +149,10 @@ def tls_request(kwargs: dict[str, Any]) -> TlsRequest:
     :raises InvalidArgumentTypeError: for an option of the wrong type.
     """
     native = kwargs.get("ssl")
-    context = native if isinstance(native, ssl.SSLContext) else None
+    # A caller that made an SSLContext has imported ssl: no need to import it to recognize one.
+    ssl_module = sys.modules.get("ssl")
+    is_context = ssl_module is not None and isinstance(native, ssl_module.SSLContext)
+    context: ssl.SSLContext | None = native if is_context else None
     files: dict[str, Any] = {}
     if isinstance(native, dict):
         files = native
@@ -187,6 +197,8 @@ def build_context(request: TlsRequest) -> ssl.SSLContext:
         for ``VERIFY_IDENTITY``, with the client certificate loaded when given.
     :raises InvalidArgumentError: when a file cannot be read.
     """
+    import ssl
+
     if request.context is not None:
         return request.context
     try:

@@ -1,13 +1,45 @@
-"""Locker(lazy=True): safe to create at import time; the first use connects."""
+"""Lazy at two levels: Locker(lazy=True) is safe to create at import time (the first use
+connects), and the package imports its modules on first use, so that a short process such as
+``pymysqllock run NAME -- true`` (run by cron, again and again) loads only what it needs."""
 
 from __future__ import annotations
 
+import ast
+import os
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
 
+import PyMySQLLock
 from PyMySQLLock import InvalidArgumentTypeError, LockConnectionError, Locker
+
+#: Modules that ``import PyMySQLLock`` must not import: the package's top level loads them on
+#: first use of one of their names.
+LAZY_MODULES = (
+    "PyMySQLLock.election",
+    "PyMySQLLock.semaphore",
+    "PyMySQLLock.lock",
+    "PyMySQLLock.locker",
+    "PyMySQLLock.listing",
+    "PyMySQLLock.loss",
+)
+#: Modules that ``pymysqllock run NAME -- true`` must not import itself (a driver may).
+NOT_FOR_RUN = (
+    "PyMySQLLock.election",
+    "PyMySQLLock.semaphore",
+    "PyMySQLLock.demo",
+    "PyMySQLLock.testing",
+    "PyMySQLLock.contrib",
+    "PyMySQLLock.aio",
+    "ssl",
+    "hashlib",
+    "json",
+    "random",
+)
 
 
 def _closed_port() -> int:
@@ -69,3 +101,87 @@ def test_lazy_locker_of_a_hung_server_fails_within_the_ping_timeout(
 def test_lazy_must_be_a_bool(server):
     with pytest.raises(InvalidArgumentTypeError, match="lazy"):
         Locker(lazy="yes", **server.connect_kwargs())
+
+
+def _new_modules(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter; it prints a list of module names (repr, not JSON:
+    the json module is one of those counted).
+
+    :returns: that list.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found: list[str] = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_importing_the_package_imports_none_of_the_lazy_modules():
+    loaded = _new_modules(
+        """
+        import sys
+        import PyMySQLLock
+        print(sorted(m for m in sys.modules if m.startswith("PyMySQLLock")))
+        """
+    )
+    assert loaded == ["PyMySQLLock", "PyMySQLLock.errors", "PyMySQLLock.version"]
+
+
+def test_a_lazy_name_loads_only_its_own_module():
+    loaded = _new_modules(
+        """
+        import sys
+        from PyMySQLLock import LossReason
+        print(sorted(m for m in sys.modules if m.startswith("PyMySQLLock")))
+        """
+    )
+    assert "PyMySQLLock.loss" in loaded
+    assert not {"PyMySQLLock.locker", "PyMySQLLock.election"} & set(loaded)
+
+
+def test_every_public_name_is_the_object_of_its_module():
+    from PyMySQLLock import election, listing, lock, locker, loss, semaphore
+
+    homes = {
+        "Election": election,
+        "Term": election,
+        "LockInfo": listing,
+        "Lock": lock,
+        "Locker": locker,
+        "LossCause": loss,
+        "LossReason": loss,
+        "Semaphore": semaphore,
+    }
+    for name in PyMySQLLock.__all__:
+        value = getattr(PyMySQLLock, name)
+        if name in homes:
+            assert value is getattr(homes[name], name)
+    assert set(PyMySQLLock.__all__) <= set(dir(PyMySQLLock))
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        _ = PyMySQLLock.NoSuchName
+
+
+def test_cli_run_imports_only_what_it_needs(server, driver, lock_name):
+    """The driver is imported and connected first, so only what the command line itself
+    imports is counted."""
+    loaded = _new_modules(
+        f"""
+        import importlib, sys
+        importlib.import_module({driver!r}).connect(**{server.connect_kwargs()!r}).close()
+        before = set(sys.modules)
+        from PyMySQLLock import cli
+        argv = ["run", "--no-defaults", "--url", {server.url!r}, "--driver", {driver!r}]
+        status = cli.main([*argv, {lock_name!r}, "--", "true"])
+        assert status == 0, status
+        print(sorted(set(sys.modules) - before))
+        """
+    )
+    assert "PyMySQLLock.locker" in loaded  # it did the work
+    assert not [name for name in loaded if name.startswith(NOT_FOR_RUN)]

@@ -34,28 +34,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import queue
-import random
 import threading
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import statements
-from .errors import (
-    AcquireCancelledError,
-    InvalidArgumentError,
-    InvalidArgumentTypeError,
-    LockAlreadyHeldError,
-    LockError,
-    LockLostError,
-    LockNotHeldError,
-    LockTimeoutError,
-)
+from .errors import AcquireCancelledError, LockError
 from .lock import Lock
-from .names import validate_name
-from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval, validate_timeout
+from .slots import (
+    MAX_LIMIT,
+    QUEUE_SUFFIX,
+    SLOT_MARK,
+    SemaphoreViews,
+    already_held,
+    not_acquired,
+    not_held,
+    slot_name,
+    try_order,
+)
+from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER
 
 if TYPE_CHECKING:
     from .connection import Session
@@ -65,23 +64,11 @@ __all__ = ["MAX_LIMIT", "QUEUE_SUFFIX", "SLOT_MARK", "Semaphore", "slot_name"]
 
 logger = logging.getLogger("PyMySQLLock")
 
-#: The largest ``limit``: the head waiter holds one connection and one thread per slot.
-MAX_LIMIT = 64
-#: Between the semaphore's name and a slot number: slot 2 of ``reports`` is ``reports#2``.
-SLOT_MARK = "#"
-#: The turnstile's name is the semaphore's name plus this.
-QUEUE_SUFFIX = "#queue"
-
 #: Seconds between two cancel() calls for a wait that had not begun at the first one.
 _CANCEL_ROUND = 0.05
 
 
-def slot_name(name: str, slot: int) -> str:
-    """:returns: the lock name of slot ``slot`` (1-based) of semaphore ``name``."""
-    return f"{name}{SLOT_MARK}{slot}"
-
-
-class Semaphore:
+class Semaphore(SemaphoreViews[Lock]):
     """Up to ``limit`` holders of ``name`` at once, across every process using the server.
 
     Create it with :meth:`PyMySQLLock.Locker.semaphore`. Like a :class:`~PyMySQLLock.Lock`, one
@@ -90,7 +77,7 @@ class Semaphore:
     :param locker: the Locker whose connections and keepalive the slots use.
     :param name: the semaphore's name; the slots are named ``name#1`` ... ``name#<limit>``.
     :param limit: how many holders at once, from 1 to
-        :data:`~PyMySQLLock.semaphore.MAX_LIMIT`; every participant must use the same value.
+        :data:`~PyMySQLLock.slots.MAX_LIMIT`; every participant must use the same value.
     :param timeout: the default for :meth:`acquire` and the ``with`` block (``-1`` forever,
         ``0`` try once, else seconds).
     :param refresh_interval_secs: the default seconds between keepalive checks of the slot.
@@ -113,75 +100,14 @@ class Semaphore:
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
         on_lost: Callable[[Semaphore], Any] | None = None,
     ) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise InvalidArgumentTypeError("limit must be an int")
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidArgumentError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-        if on_lost is not None and not callable(on_lost):
-            raise InvalidArgumentTypeError("on_lost must be a callable or None")
-        self._name = validate_name(name)
-        self._limit = limit
-        self._timeout = validate_timeout(timeout)
-        self._interval = validate_interval(refresh_interval_secs)
-        self._on_lost = on_lost
+        super().__init__(locker.lock, name, limit, timeout, refresh_interval_secs, on_lost)
         self._locker = locker
-        self._slots = [
-            locker.lock(slot_name(self._name, number), on_lost=self._slot_lost)
-            for number in range(1, limit + 1)
-        ]
-        self._turnstile = locker.lock(self._name + QUEUE_SUFFIX)
         self._mutex = threading.Lock()
         self._acquiring = False
-        self._held: Lock | None = None
-        self._last: Lock | None = None
         # Ends the other waits of the last acquire, which returned before they ended.
         self._settling: threading.Thread | None = None
 
-    # -- read-only views ----------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The name given to :meth:`~PyMySQLLock.Locker.semaphore`."""
-        return self._name
-
-    @property
-    def limit(self) -> int:
-        """How many holders the semaphore admits at once."""
-        return self._limit
-
-    @property
-    def slot(self) -> int | None:
-        """The number (1-based) of the slot this object holds, or ``None``."""
-        held = self._held
-        return None if held is None else self._slots.index(held) + 1
-
-    @property
-    def slot_lock(self) -> Lock | None:
-        """The :class:`~PyMySQLLock.Lock` of the held slot (for its name or connection id)."""
-        return self._held
-
-    @property
-    def lost(self) -> bool:
-        """Whether the slot was held and then lost, since the last :meth:`acquire`."""
-        last = self._last
-        return last is not None and last.lost
-
-    def locked(self) -> bool:
-        """:returns: whether this object holds a slot that is not known to be lost."""
-        held = self._held
-        return held is not None and held.locked()
-
-    def ensure_held(self) -> None:
-        """Raise unless a slot is held; call it before each step of the protected work.
-
-        :raises LockLostError: if the slot was held and has been lost.
-        :raises LockNotHeldError: if no slot is held.
-        """
-        last = self._last
-        if last is not None and last.lost:
-            raise LockLostError(f"semaphore {self._name!r} lost its slot {last.name!r}")
-        if self._held is None:
-            raise LockNotHeldError(f"semaphore {self._name!r} is not held")
+    # -- read-only views (the others are SemaphoreViews') -------------------------------
 
     def holders(self) -> dict[int, int]:
         """Ask the server which slots are held (one statement per slot, on one connection).
@@ -201,10 +127,6 @@ class Semaphore:
 
         return self._locker._on_idle_session(ask)
 
-    def __repr__(self) -> str:
-        state = f"slot {self.slot}" if self._held is not None else "idle"
-        return f"<Semaphore {self._name!r} limit={self._limit} {state}>"
-
     # -- acquire and release ------------------------------------------------------------------
 
     def acquire(
@@ -220,15 +142,10 @@ class Semaphore:
         :raises LockAlreadyHeldError: if this object holds a slot or is acquiring one.
         :raises LockError: as :meth:`PyMySQLLock.Lock.acquire` does.
         """
-        seconds = self._timeout if timeout is None else validate_timeout(timeout)
-        interval = (
-            self._interval
-            if refresh_interval_secs is None
-            else validate_interval(refresh_interval_secs)
-        )
+        seconds, interval = self._acquire_args(timeout, refresh_interval_secs)
         with self._mutex:
             if self._acquiring or self._held is not None:
-                raise LockAlreadyHeldError(f"semaphore {self._name!r} is already held")
+                raise already_held(self._name)
             self._acquiring = True
         try:
             won = self._acquire(time.monotonic() + seconds, interval)
@@ -299,9 +216,8 @@ class Semaphore:
 
     def _try_all(self, interval: float) -> Lock | None:
         """Try every slot once with timeout 0, from a random one on."""
-        start = random.randrange(self._limit)  # spreads arrivals, not security
-        for offset in range(self._limit):
-            slot = self._slots[(start + offset) % self._limit]
+        for index in try_order(self._limit):
+            slot = self._slots[index]
             if slot.acquire(0, interval):
                 return slot
         return None
@@ -314,21 +230,14 @@ class Semaphore:
         with self._mutex:
             held, self._held = self._held, None
         if held is None:
-            raise LockNotHeldError(f"semaphore {self._name!r} is not held")
+            raise not_held(self._name)
         held.release()
-
-    def _slot_lost(self, slot: Lock) -> None:
-        if self._on_lost is not None:
-            self._on_lost(self)
 
     # -- context manager ----------------------------------------------------------------------
 
     def __enter__(self) -> Semaphore:
         if not self.acquire():
-            shown = "ever" if math.isinf(self._timeout) else f"{self._timeout} s"
-            raise LockTimeoutError(
-                f"semaphore {self._name!r} (limit {self._limit}) was not acquired within {shown}"
-            )
+            raise not_acquired(self._name, self._limit, self._timeout)
         return self
 
     def __exit__(

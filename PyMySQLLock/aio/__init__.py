@@ -18,6 +18,7 @@ from ..statements import LockInfo
 from .drivers import ASYNC_DRIVER_NAMES, AiomysqlAdapter, AsyncDriverAdapter, AsyncmyAdapter
 from .lock import AsyncLock, AsyncOnLost
 from .locker import AsyncLocker
+from .semaphore import AsyncSemaphore
 
 __all__ = [
     "ASYNC_DRIVER_NAMES",
@@ -26,6 +27,7 @@ __all__ = [
     "AsyncLock",
     "AsyncLocker",
     "AsyncOnLost",
+    "AsyncSemaphore",
     "AsyncmyAdapter",
     "LockInfo",
 ]

@@ -117,6 +117,9 @@ class AsyncLock:
         self._held_interval = self._interval
         #: A new object per hold: the keepalive's entries of an earlier hold no longer match.
         self._hold: object = None
+        #: The session whose ``GET_LOCK`` is on the server right now, during an acquire: a
+        #: semaphore ends such a wait with ``KILL QUERY``, which keeps the session usable.
+        self._waiting: AsyncSession | None = None
 
     # -- read-only views ----------------------------------------------------------------------
 
@@ -284,6 +287,7 @@ class AsyncLock:
         while True:
             started = time.monotonic()
             chunk = pool.wait_chunk(deadline - started)
+            self._waiting = session
             try:
                 row = await session.run(GET_LOCK, (self._server_name, chunk))
             except SessionLost as lost:
@@ -306,6 +310,8 @@ class AsyncLock:
                 raise
             else:
                 outcome = acquire_answer(self._name, row)
+            finally:
+                self._waiting = None
             reused = False
             if outcome is Acquire.GRANTED:
                 return session

@@ -42,6 +42,7 @@ from .fencing import AsyncFencedLock, prepare_table
 from .keepalive import AsyncKeepalive
 from .lock import AsyncLock, AsyncOnLost
 from .pool import AsyncPool
+from .semaphore import AsyncSemaphore
 from .session import AsyncSession
 
 __all__ = ["AsyncLocker"]
@@ -224,6 +225,37 @@ class AsyncLocker:
         return cls(
             self,
             name,
+            timeout=timeout,
+            refresh_interval_secs=refresh_interval_secs,
+            on_lost=on_lost,
+        )
+
+    def semaphore(
+        self,
+        name: str,
+        limit: int,
+        *,
+        timeout: float = FOREVER,
+        refresh_interval_secs: float = _DEFAULT_INTERVAL,
+        on_lost: Callable[[AsyncSemaphore], Any] | None = None,
+    ) -> AsyncSemaphore:
+        """Make a counting semaphore: up to ``limit`` holders of ``name`` at once.
+
+        The same semaphore as :meth:`PyMySQLLock.Locker.semaphore` (its slots are the locks
+        ``name#1`` ... ``name#<limit>``); nothing is sent until it is acquired.
+
+        :param name: the semaphore's name.
+        :param limit: holders at once (every participant must use the same value).
+        :param timeout: the default timeout of its ``acquire()`` and ``async with``.
+        :param refresh_interval_secs: the default seconds between keepalive checks.
+        :param on_lost: called as ``on_lost(semaphore)`` once if the held slot is lost; a
+            coroutine function runs as a task.
+        :returns: a new :class:`~PyMySQLLock.aio.semaphore.AsyncSemaphore`.
+        """
+        return AsyncSemaphore(
+            self,
+            name,
+            limit,
             timeout=timeout,
             refresh_interval_secs=refresh_interval_secs,
             on_lost=on_lost,

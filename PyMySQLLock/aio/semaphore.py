@@ -1,0 +1,262 @@
+"""Counting semaphores for asyncio: up to ``limit`` holders of one name at once.
+
+The asyncio twin of :class:`PyMySQLLock.Semaphore`, with the same slots (``name#1`` ...
+``name#<limit>``, see :mod:`PyMySQLLock.slots`), the same turnstile and the same way of
+waiting, so blocking and asyncio holders of one semaphore share its ``limit``:
+
+1. An arrival tries every slot once with timeout 0, from a random one on.
+2. If all are taken it queues on the turnstile ``name#queue``, which the server grants to one
+   waiter at a time.
+3. That head waiter tries the slots once more, then waits on every slot at once: one
+   ``GET_LOCK`` per slot, each on its own session, in a task of its own (no thread). The server
+   grants a released slot to the session already waiting for it; the head keeps that one,
+   ends its other waits (``KILL QUERY``, as the blocking semaphore does), gives back a slot
+   granted in the race, and hands the turnstile on.
+
+Cancelling the task of an acquire at any moment leaves no slot, turnstile or session held: every
+wait is an :class:`~PyMySQLLock.aio.AsyncLock` acquire, which is cancellation-safe, and the
+clean-up of the other waits runs shielded from a second cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..connection import StatementFailed
+from ..errors import LockError
+from ..slots import (
+    SemaphoreViews,
+    already_held,
+    not_acquired,
+    not_held,
+    try_order,
+)
+from ..statements import HOLDER, KILL_QUERY, holder_answer
+from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER
+from .lock import AsyncLock
+
+if TYPE_CHECKING:
+    from .locker import AsyncLocker
+    from .pool import AsyncPool
+    from .session import AsyncSession
+
+__all__ = ["AsyncSemaphore"]
+
+logger = logging.getLogger("PyMySQLLock")
+
+#: Seconds between two rounds of ending the other waits of a head waiter.
+_CANCEL_ROUND = 0.05
+
+
+class AsyncSemaphore(SemaphoreViews[AsyncLock]):
+    """Up to ``limit`` holders of ``name`` at once, across every process using the server.
+
+    Create it with :meth:`PyMySQLLock.aio.AsyncLocker.semaphore`; the arguments and their
+    meaning are those of :class:`PyMySQLLock.Semaphore`. One object holds at most one slot at a
+    time, and may be acquired again after a release.
+
+    :param on_lost: called as ``on_lost(semaphore)``, once, if a held slot is lost; a coroutine
+        function is run as a task of its own.
+    """
+
+    def __init__(
+        self,
+        locker: AsyncLocker,
+        name: str,
+        limit: int,
+        *,
+        timeout: float = FOREVER,
+        refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
+        on_lost: Callable[[AsyncSemaphore], Any] | None = None,
+    ) -> None:
+        super().__init__(locker.lock, name, limit, timeout, refresh_interval_secs, on_lost)
+        self._locker = locker
+        self._acquiring = False
+
+    # -- read-only views (the others are SemaphoreViews') -------------------------------
+
+    async def holders(self) -> dict[int, int]:
+        """Ask the server which slots are held (one statement per slot, on one connection).
+
+        :returns: ``{slot number: holder's connection id}`` for every held slot.
+        """
+
+        async def ask(session: AsyncSession) -> dict[int, int]:
+            found = {}
+            for number, slot in enumerate(self._slots, 1):
+                holder = holder_answer(await session.run(HOLDER, (slot.server_name,)))
+                if holder is not None:
+                    found[number] = holder
+            return found
+
+        return await self._locker._pool.on_idle(ask)
+
+    # -- acquire and release ------------------------------------------------------------------
+
+    async def acquire(
+        self, timeout: float | None = None, refresh_interval_secs: float | None = None
+    ) -> bool:
+        """Wait for a free slot and hold it; as :meth:`PyMySQLLock.Semaphore.acquire`.
+
+        Cancelling the task at any moment leaves no slot held by this process.
+
+        :returns: ``True`` once a slot is held; ``False`` if the timeout expired.
+        :raises LockAlreadyHeldError: if this object holds a slot or is acquiring one.
+        :raises LockError: as :meth:`PyMySQLLock.aio.AsyncLock.acquire` does.
+        """
+        seconds, interval = self._acquire_args(timeout, refresh_interval_secs)
+        if self._acquiring or self._held is not None:
+            raise already_held(self._name)
+        self._acquiring = True
+        try:
+            won = await self._acquire(time.monotonic() + seconds, interval)
+        finally:
+            self._acquiring = False
+        if won is None:
+            return False
+        self._held = self._last = won
+        return True
+
+    async def _acquire(self, deadline: float, interval: float) -> AsyncLock | None:
+        won = await self._try_all(interval)
+        if won is not None or time.monotonic() >= deadline:
+            return won
+        if not await self._turnstile.acquire(_left(deadline), interval):
+            return None
+        try:
+            # A slot may have been released while this waiter queued.
+            won = await self._try_all(interval)
+            if won is not None:
+                return won
+            if self._limit == 1:
+                slot = self._slots[0]
+                return slot if await slot.acquire(_left(deadline), interval) else None
+            return await self._wait_all(deadline, interval)
+        finally:
+            # Handed on to the next waiter; a cancelled release closes the session instead.
+            await self._turnstile.release()
+
+    async def _try_all(self, interval: float) -> AsyncLock | None:
+        """Try every slot once with timeout 0, from a random one on."""
+        for index in try_order(self._limit):
+            slot = self._slots[index]
+            if await slot.acquire(0, interval):
+                return slot
+        return None
+
+    async def _wait_all(self, deadline: float, interval: float) -> AsyncLock | None:
+        """Wait on every slot at once; keep the first granted, end and undo the others.
+
+        :raises LockError: when a wait failed before any slot was granted.
+        """
+        waits: dict[asyncio.Future[bool], AsyncLock] = {
+            asyncio.ensure_future(slot.acquire(_left(deadline), interval)): slot
+            for slot in self._slots
+        }
+        won: AsyncLock | None = None
+        failure: BaseException | None = None
+        try:
+            pending = set(waits)
+            while pending and won is None and failure is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for wait in done:
+                    if wait.exception() is not None:
+                        failure = failure or wait.exception()
+                    elif wait.result() and won is None:
+                        won = waits[wait]
+        except BaseException:
+            won = None  # cancelled: nothing may stay held for an acquire that raises
+            raise
+        finally:
+            # Shielded: a second cancellation must not leave a wait running for nobody.
+            settling = asyncio.ensure_future(_settle(self._locker._pool, waits, won))
+            await asyncio.shield(settling)
+        if won is None and failure is not None:
+            raise failure
+        return won
+
+    async def release(self) -> None:
+        """Give the slot back.
+
+        :raises LockNotHeldError: if no slot is held.
+        """
+        held, self._held = self._held, None
+        if held is None:
+            raise not_held(self._name)
+        await held.release()
+
+    # -- context manager ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncSemaphore:
+        if not await self.acquire():
+            raise not_acquired(self._name, self._limit, self._timeout)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        # The slot's own block exit: releases, and raises LockLostError on a loss.
+        await held.__aexit__(exc_type, exc, traceback)
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (infinite stays infinite), never negative."""
+    return max(0.0, deadline - time.monotonic())
+
+
+async def _kill_queries(session: AsyncSession, connection_ids: list[int]) -> None:
+    for connection_id in connection_ids:
+        with contextlib.suppress(StatementFailed):  # that session ended meanwhile
+            await session.run(KILL_QUERY, (connection_id,))
+
+
+async def _settle(
+    pool: AsyncPool, waits: dict[asyncio.Future[bool], AsyncLock], keep: AsyncLock | None
+) -> None:
+    """End every wait but the one that won ``keep``; give back any other slot granted.
+
+    A wait whose ``GET_LOCK`` is on the server is ended with ``KILL QUERY``: its session stays
+    usable, and the server stops the wait at once (a closed connection's wait would go on
+    until the server noticed, and could still be granted a slot meanwhile). A wait with
+    nothing on the server (still connecting, or between two chunks) is cancelled. A ``KILL
+    QUERY`` that lands between two chunks of a wait is ignored by the server, hence the
+    rounds.
+    """
+    pending = {wait for wait in waits if not wait.done()}
+    while pending:
+        waiting = []
+        for wait in pending:
+            session = waits[wait]._waiting
+            if session is None:
+                wait.cancel()
+            else:
+                waiting.append(session.connection_id)
+        if waiting:
+            try:
+                await pool.on_idle(functools.partial(_kill_queries, connection_ids=waiting))
+            except LockError as exc:
+                logger.debug("ending the waits of a semaphore failed: %s", exc)
+                for wait in pending:
+                    wait.cancel()  # closes their sessions: the server ends them in time
+        _, pending = await asyncio.wait(pending, timeout=_CANCEL_ROUND)
+    for wait, slot in waits.items():
+        if slot is keep or wait.cancelled() or wait.exception() is not None:
+            continue
+        if wait.result():
+            try:
+                await slot.release()
+            except LockError as exc:  # lost meanwhile, or the AsyncLocker was closed
+                logger.debug("giving back slot %r: %s", slot.name, exc)

@@ -8,11 +8,11 @@ back to back (in alternating order), and the ratio is taken per round, then its 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 import uuid
 from typing import Any
 
+from .aioraw import available_async_drivers, raw_connection
 from .context import RunContext
 from .report import Column, Section, Target
 from .spawn import run_spawned
@@ -21,21 +21,6 @@ from .stats import median, percentile
 __all__ = ["run"]
 
 RATIO_LIMIT = 1.2
-ASYNC_DRIVERS = ("aiomysql", "asyncmy")
-
-
-async def _raw_connection(driver: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    if driver == "aiomysql":
-        import aiomysql
-
-        options = dict(kwargs)
-        options["db"] = options.pop("database")
-        connection = await aiomysql.connect(**options, autocommit=True)
-        return connection, await connection.cursor()
-    import asyncmy
-
-    connection = await asyncmy.connect(**kwargs, autocommit=True)
-    return connection, connection.cursor()
 
 
 async def _raw_block(cursor: Any, name: str, cycles: int) -> list[int]:
@@ -72,7 +57,7 @@ async def _measure(
     run_id = uuid.uuid4().hex[:12]
     results: dict[str, dict[str, Any]] = {}
     for driver in drivers:
-        connection, cursor = await _raw_connection(driver, kwargs)
+        connection, cursor = await raw_connection(driver, kwargs)
         locker = AsyncLocker(driver=driver, **kwargs)
         try:
             raw_name, lib_name = f"bench-aio-{run_id}-raw", f"bench-aio-{run_id}-lib"
@@ -124,7 +109,7 @@ def run(ctx: RunContext) -> Section:
             Column("overhead", "+us vs raw", "{:,.0f}"),
         ],
     )
-    drivers = [name for name in ASYNC_DRIVERS if importlib.util.find_spec(name) is not None]
+    drivers = available_async_drivers()
     block = ctx.size(50, 20)
     rounds = ctx.size(40, 5)
     ctx.log(f"aiocycle: {', '.join(drivers)}, {ctx.reps} reps x {rounds} rounds")

@@ -32,10 +32,12 @@ BENCHMARKS: tuple[str, ...] = (
     "coordination",
     "profile",
     "aiocycle",
+    "aiohandoff",
+    "aioscale",
     "clistart",
 )
 # Only these compare against Redis and PostgreSQL; the others never start them.
-_PEER_USERS = frozenset({"cycle", "handoff"})
+_PEER_USERS = frozenset({"cycle", "handoff", "aiohandoff"})
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 

@@ -23,7 +23,7 @@ from .report import Column, Section, Target
 from .spawn import CONTEXT
 from .stats import median, percentile
 
-__all__ = ["run"]
+__all__ = ["COLUMNS", "latency_row", "run"]
 
 P50_LIMIT_MS = 1.0
 P99_LIMIT_MS = 5.0
@@ -31,6 +31,44 @@ _WARMUP = 5
 #: Seconds the holder keeps the lock after the waiter said it is about to wait.
 HOLD = (0.008, 0.012)
 HOLD_CPA_PYMYSQL = (0.030, 0.040)
+
+
+#: The columns of a hand-off table (here and in :mod:`benchmarks.aiohandoff`).
+COLUMNS = (
+    Column("backend", "backend"),
+    Column("p50", "p50 ms", "{:.2f}"),
+    Column("p90", "p90 ms", "{:.2f}"),
+    Column("p99", "p99 ms", "{:.2f}"),
+    Column("max", "max ms", "{:.2f}"),
+    Column("p50_call", "p50 from call", "{:.2f}"),
+    Column("release_p50", "release() p50", "{:.2f}"),
+    Column("ratio", "call p50 x raw", "{:.2f}"),
+    Column("samples", "samples", "{:,}"),
+)
+
+
+def latency_row(label: str, reps: list[list[tuple[float, float, float]]]) -> dict[str, Any]:
+    """One backend's row of :data:`COLUMNS` (``ratio`` left to the caller).
+
+    :param reps: per rep, per sample: ms from the release's return, from its call, and the
+        release's own duration.
+    """
+    from_return = [[s[0] for s in rep] for rep in reps]
+    p50s = [percentile(values, 50) for values in from_return]
+    p50_calls = [percentile([s[1] for s in rep], 50) for rep in reps]
+    return {
+        "backend": label,
+        "p50": median(p50s),
+        "p90": median(percentile(values, 90) for values in from_return),
+        "p99": median(percentile(values, 99) for values in from_return),
+        "max": max(max(values) for values in from_return),
+        "p50_call": median(p50_calls),
+        "release_p50": median(percentile([s[2] for s in rep], 50) for rep in reps),
+        "samples": sum(len(rep) for rep in reps),
+        "ratio": None,
+        "p50_reps": p50s,
+        "p50_call_reps": p50_calls,
+    }
 
 
 def waiter(conn: Connection, specs: list[Spec]) -> None:
@@ -76,17 +114,7 @@ def run(ctx: RunContext) -> Section:
     section = Section(
         name="handoff",
         title="Hand-off to a waiter in another process (ms)",
-        columns=[
-            Column("backend", "backend"),
-            Column("p50", "p50 ms", "{:.2f}"),
-            Column("p90", "p90 ms", "{:.2f}"),
-            Column("p99", "p99 ms", "{:.2f}"),
-            Column("max", "max ms", "{:.2f}"),
-            Column("p50_call", "p50 from call", "{:.2f}"),
-            Column("release_p50", "release() p50", "{:.2f}"),
-            Column("ratio", "call p50 x raw", "{:.2f}"),
-            Column("samples", "samples", "{:,}"),
-        ],
+        columns=list(COLUMNS),
     )
     specs = ctx.mysql_specs(("raw", "lib", "cpa")) + ctx.peer_specs()
     samples = ctx.size(100, 10)
@@ -134,23 +162,8 @@ def run(ctx: RunContext) -> Section:
     labels = [spec.label for spec in specs]
     p50_by_label: dict[str, list[float]] = {}
     for spec, reps in zip(specs, found):
-        from_return = [[s[0] for s in rep] for rep in reps]
-        p50s = [percentile(values, 50) for values in from_return]
-        p50_calls = [percentile([s[1] for s in rep], 50) for rep in reps]
-        p50_by_label[spec.label] = p50_calls
-        row: dict[str, Any] = {
-            "backend": spec.label,
-            "p50": median(p50s),
-            "p90": median(percentile(values, 90) for values in from_return),
-            "p99": median(percentile(values, 99) for values in from_return),
-            "max": max(max(values) for values in from_return),
-            "p50_call": median(p50_calls),
-            "release_p50": median(percentile([s[2] for s in rep], 50) for rep in reps),
-            "samples": sum(len(rep) for rep in reps),
-            "ratio": None,
-            "p50_reps": p50s,
-            "p50_call_reps": p50_calls,
-        }
+        row = latency_row(spec.label, reps)
+        p50_by_label[spec.label] = row["p50_call_reps"]
         section.rows.append(row)
     for row, spec in zip(section.rows, specs):
         raw = p50_by_label.get(f"raw/{spec.driver}") if spec.driver else None

@@ -35,8 +35,10 @@ logger = logging.getLogger("PyMySQLLock")
 
 #: Seconds to wait before checking a lock whose session is busy (being released).
 _BUSY_RETRY = 0.05
-#: The loop may run a timer up to its clock resolution early: what is due that soon is due.
-_EARLY = 0.001
+#: Seconds by which a check may run early to share a wake-up with the one before it (as in
+#: the blocking keepalive): thousands of locks acquired one after another are then checked in
+#: a few batches per interval, not one wake-up each.
+_BATCH_WINDOW = 0.05
 
 
 class AsyncKeepalive:
@@ -81,7 +83,7 @@ class AsyncKeepalive:
         """The timer: start the checks of the locks due now, then arm for the next one."""
         self._timer, self._timer_due = None, math.inf
         try:
-            now = loop.time() + _EARLY
+            now = loop.time() + _BATCH_WINDOW
             # self._heap each time: a check task run eagerly may compact it into a new list.
             while self._heap:
                 due, _, lock, hold = self._heap[0]

@@ -176,8 +176,40 @@ def _workers(text: str) -> int:
     return value
 
 
+def _terminal_width() -> int:
+    """The width help is formatted for: ``$COLUMNS``, else the terminal's, else 80 (less 2)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    # argparse keeps 2 columns free, as it does with the width it finds itself.
+    return (columns or 80) - 2
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the width instead of asking ``shutil`` for it.
+
+    argparse makes a formatter for every option it adds, and its own asks
+    ``shutil.get_terminal_size()``: importing shutil (and the compression modules it imports)
+    was a noticeable share of a ``run`` that cron starts again and again.
+    """
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_width())
+
+
+def _parser(**options: Any) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with our formatter and no automatic ``-h`` (``-h`` is the host)."""
+    return argparse.ArgumentParser(formatter_class=_HelpFormatter, add_help=False, **options)
+
+
 def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _parser()
     common.add_argument("--help", action="help", help="show this help and exit")
     common.add_argument(
         "-v",
@@ -190,7 +222,7 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def _connection_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = _parser()
     group = parent.add_argument_group(
         "connection",
         "Where the server is: --url, else --defaults-file, else $PYMYSQLLOCK_URL, else\n"
@@ -233,59 +265,15 @@ def _connection_options() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Make the argument parser of ``pymysqllock``.
-
-    :returns: the parser; each sub-command sets ``handler`` in the parsed namespace.
-    """
-    formatter = argparse.RawDescriptionHelpFormatter
-    common = _common_options()
-    connection = _connection_options()
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Named locks shared by every process that uses the same MySQL or MariaDB\n"
-        "server (GET_LOCK). 'pymysqllock COMMAND --help' describes each command.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=formatter,
-        add_help=False,
-    )
-    parser.add_argument("--help", action="help", help="show this help and exit")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "-v", dest="verbose_before", action="count", default=0, help=argparse.SUPPRESS
-    )
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    def command(
-        name: str, handler: Callable[[argparse.Namespace], int], text: str, *, server: bool
-    ) -> argparse.ArgumentParser:
-        parents = [common, connection] if server else [common]
-        sub = commands.add_parser(
-            name,
-            help=text,
-            description=text,
-            epilog=EXIT_CODES_HELP,
-            formatter_class=formatter,
-            parents=parents,
-            add_help=False,
-        )
-        sub.set_defaults(handler=handler)
-        return sub
-
-    run = command(
-        "run",
-        _cmd_run,
-        "Run COMMAND while holding the lock NAME, like flock(1) for a fleet of machines.",
-        server=True,
-    )
-    run.usage = (
+def _run_options(sub: argparse.ArgumentParser) -> None:
+    sub.usage = (
         "%(prog)s [-w SECS | -n] [-E CODE] [--refresh SECS] [--grace SECS] "
         "[--hold-at-least SECS] [--max-runtime SECS] "
         "[connection options] NAME [--] COMMAND [ARGS...]\n\n"
         "Options end at NAME, as for flock(1): everything after NAME is the command."
     )
-    run.add_argument("name", metavar="NAME", help="the lock name")
-    waiting = run.add_mutually_exclusive_group()
+    sub.add_argument("name", metavar="NAME", help="the lock name")
+    waiting = sub.add_mutually_exclusive_group()
     waiting.add_argument(
         "-w",
         "--wait",
@@ -298,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     waiting.add_argument(
         "-n", "--nonblock", action="store_true", help="give up at once when the lock is busy"
     )
-    run.add_argument(
+    sub.add_argument(
         "-E",
         "--conflict-exit-code",
         type=_exit_code,
@@ -306,14 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CODE",
         help="exit status when the lock is busy (default 1)",
     )
-    run.add_argument(
+    sub.add_argument(
         "--refresh",
         type=_positive,
         default=10.0,
         metavar="SECS",
         help="check every SECS that the lock is still held (default 10)",
     )
-    run.add_argument(
+    sub.add_argument(
         "--grace",
         type=_nonnegative,
         default=10.0,
@@ -321,84 +309,118 @@ def build_parser() -> argparse.ArgumentParser:
         help="after a lost lock or --max-runtime, SIGKILL the command SECS after SIGTERM "
         "(default 10)",
     )
-    run.add_argument(
+    sub.add_argument(
         "--max-runtime",
         type=_positive,
         metavar="SECS",
         help="stop COMMAND after SECS: SIGTERM to its process group, SIGKILL after --grace",
     )
-    run.add_argument(
+    sub.add_argument(
         "--hold-at-least",
         type=_hold_seconds,
         metavar="SECS",
         help="keep the lock SECS after it was taken even if COMMAND ends sooner, so that "
         "another host's late trigger finds it busy (a signal ends the wait early)",
     )
-    run.add_argument(
+    sub.add_argument(
         "--keep-url-password",
         action="store_true",
         help=f"pass ${URL_ENV} on to the command with its password (by default it is removed)",
     )
-    run.add_argument(
+    sub.add_argument(
         "command", nargs="*", metavar="COMMAND", help="the command and its arguments, after NAME"
     )
 
-    listing = command(
-        "list", _cmd_list, "List the locks held on the server and their holders.", server=True
-    )
-    listing.add_argument("--prefix", metavar="P", help="only names starting with P")
-    listing.add_argument(
+
+def _list_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--prefix", metavar="P", help="only names starting with P")
+    sub.add_argument(
         "--json",
         action="store_true",
         help="print a JSON list of objects with name, server_name, connection_id, user, host "
         "and held_for_seconds",
     )
 
-    status = command(
-        "status", _cmd_status, "Tell whether NAME is free (exit 0) or held (exit 1).", server=True
-    )
-    status.add_argument("name", metavar="NAME", help="the lock name")
 
-    release = command(
-        "release",
-        _cmd_release,
-        "Free NAME by ending the session that holds it (KILL CONNECTION).",
-        server=True,
-    )
-    release.add_argument(
+def _status_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="NAME", help="the lock name")
+
+
+def _release_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
         "--force",
         action="store_true",
         help="required: ends the holder's whole server session, and its work may still be running",
     )
-    release.add_argument("name", metavar="NAME", help="the lock name")
+    sub.add_argument("name", metavar="NAME", help="the lock name")
 
-    fencing = command(
-        "fencing",
-        _cmd_fencing,
-        "Fencing tokens: 'init' creates their table (CREATE TABLE IF NOT EXISTS), so that the "
-        "application's account needs only INSERT and UPDATE on it.",
-        server=True,
-    )
-    fencing.add_argument("action", choices=["init"], help="init: create the table")
-    fencing.add_argument(
+
+def _fencing_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("action", choices=["init"], help="init: create the table")
+    sub.add_argument(
         "--table",
         default=DEFAULT_TABLE,
         metavar="NAME",
         help=f"the table, 'table' or 'database.table' (default {DEFAULT_TABLE})",
     )
 
-    demo = command(
-        "demo",
-        _cmd_demo,
-        "Show worker processes taking turns on one lock, with a live timeline. Without --url "
-        "or $PYMYSQLLOCK_URL it starts (and removes) a throwaway local MariaDB/MySQL server.",
-        server=False,
-    )
-    demo.add_argument("--url", help="use this server instead of a throwaway one")
-    demo.add_argument(
+
+def _demo_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--url", help="use this server instead of a throwaway one")
+    sub.add_argument(
         "--workers", type=_workers, default=4, metavar="N", help="worker processes (default 4)"
     )
-    demo.add_argument("--driver", help="pymysql, mysql.connector or MySQLdb")
+    sub.add_argument("--driver", help="pymysql, mysql.connector or MySQLdb")
+
+
+#: A sub-command: its name, handler, description, whether it talks to a server (and so takes
+#: the connection options), and the function that adds its own options.
+_Command = tuple[
+    str, Callable[[argparse.Namespace], int], str, bool, Callable[[argparse.ArgumentParser], None]
+]
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Make the argument parser of ``pymysqllock``.
+
+    :param only: a sub-command whose options alone are wanted: the others are still listed
+        (for the top-level help) but take none. Building every option of every sub-command
+        was a noticeable share of a ``run`` that cron starts again and again.
+    :returns: the parser; each sub-command sets ``handler`` in the parsed namespace.
+    """
+    wanted = [entry for entry in _COMMAND_TABLE if only in (None, entry[0])]
+    common = _common_options()
+    connection = _connection_options() if any(entry[3] for entry in wanted) else None
+    parser = _parser(
+        prog=PROG,
+        description="Named locks shared by every process that uses the same MySQL or MariaDB\n"
+        "server (GET_LOCK). 'pymysqllock COMMAND --help' describes each command.",
+        epilog=EXIT_CODES_HELP,
+    )
+    parser.add_argument("--help", action="help", help="show this help and exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", dest="verbose_before", action="count", default=0, help=argparse.SUPPRESS
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for entry in _COMMAND_TABLE:
+        name, handler, text, server, add_options = entry
+        built = entry in wanted
+        parents = []
+        if built:
+            parents = [common, connection] if server and connection is not None else [common]
+        sub = subparsers.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EXIT_CODES_HELP,
+            formatter_class=_HelpFormatter,
+            parents=parents,
+            add_help=False,
+        )
+        sub.set_defaults(handler=handler)
+        if built:
+            add_options(sub)
     return parser
 
 
@@ -417,9 +439,6 @@ def _rewrite_password_flags(tokens: Sequence[str]) -> list[str]:
         else:
             rewritten.append(token)
     return rewritten
-
-
-_COMMANDS = ("run", "list", "status", "release", "demo")
 
 
 def _value_options(parser: argparse.ArgumentParser) -> frozenset[str]:
@@ -465,13 +484,13 @@ def split_command_line(
         return ["--help"], None
     before: list[str] = []
     index = 0
-    while index < len(tokens) and tokens[index] not in _COMMANDS:
+    while index < len(tokens) and tokens[index] not in COMMANDS:
         if tokens[index] == "--":
             break
         width = _option_width(tokens[index], takes_value) if tokens[index][:1] == "-" else 1
         before += tokens[index : index + width]
         index += width
-    if index >= len(tokens) or tokens[index] not in _COMMANDS:
+    if index >= len(tokens) or tokens[index] not in COMMANDS:
         return tokens, None
     # Only --help/--version/-v belong to the top-level parser; the rest go to the command.
     leading = [t for t in before if t in ("--help", "--version")]
@@ -515,14 +534,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     :returns: the namespace; for ``run``, ``command`` holds the command and its arguments.
     :raises SystemExit: for ``--help``, ``--version`` and usage errors, as argparse does.
     """
-    parser = build_parser()
+    # The usual command line starts with its sub-command: only that one's options are needed.
+    # Options before the sub-command need all of them, to tell values from the sub-command.
+    first = argv[0] if argv else None
+    parser = build_parser(first if first in COMMANDS else None)
     tokens, command = split_command_line(argv, _value_options(parser))
     args = parser.parse_args(tokens)
     if not hasattr(args, "handler"):
         parser.print_usage(sys.stderr)
-        parser.exit(
-            EXIT_USAGE, f"{PROG}: error: a command is required (run, list, status, release, demo)\n"
-        )
+        parser.exit(EXIT_USAGE, f"{PROG}: error: a command is required ({', '.join(COMMANDS)})\n")
     if command is not None:
         args.command = command
     args.verbose = getattr(args, "verbose", 0) + args.verbose_before
@@ -732,6 +752,64 @@ def _cmd_run(args: argparse.Namespace) -> int:
         runner = Runner(args, signals, inherited, _error)
         with open_locker(connection) as locker:
             return runner.run(locker)
+
+
+# --------------------------------------------------------------------------- sub-commands
+
+#: The sub-commands, in the order of the help.
+_COMMAND_TABLE: tuple[_Command, ...] = (
+    (
+        "run",
+        _cmd_run,
+        "Run COMMAND while holding the lock NAME, like flock(1) for a fleet of machines.",
+        True,
+        _run_options,
+    ),
+    (
+        "list",
+        _cmd_list,
+        "List the locks held on the server and their holders.",
+        True,
+        _list_options,
+    ),
+    (
+        "status",
+        _cmd_status,
+        "Tell whether NAME is free (exit 0) or held (exit 1).",
+        True,
+        _status_options,
+    ),
+    (
+        "release",
+        _cmd_release,
+        "Free NAME by ending the session that holds it (KILL CONNECTION).",
+        True,
+        _release_options,
+    ),
+    (
+        "fencing",
+        _cmd_fencing,
+        (
+            "Fencing tokens: 'init' creates their table (CREATE TABLE IF NOT EXISTS), so that "
+            "the application's account needs only INSERT and UPDATE on it."
+        ),
+        True,
+        _fencing_options,
+    ),
+    (
+        "demo",
+        _cmd_demo,
+        (
+            "Show worker processes taking turns on one lock, with a live timeline. Without "
+            "--url or $PYMYSQLLOCK_URL it starts (and removes) a throwaway local MariaDB/MySQL "
+            "server."
+        ),
+        False,
+        _demo_options,
+    ),
+)
+#: The sub-command names.
+COMMANDS = tuple(entry[0] for entry in _COMMAND_TABLE)
 
 
 # --------------------------------------------------------------------------- main

@@ -10,7 +10,6 @@ handles the password: it is never logged, and :class:`ConnectionOptions` never s
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import os
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ class ConnectionOptions:
 def resolve_connection(
     args: argparse.Namespace,
     environ: dict[str, str] | None = None,
-    prompt: Callable[[str], str] = getpass.getpass,
+    prompt: Callable[[str], str] | None = None,
 ) -> ConnectionOptions:
     """Work out the connection settings, asking for the password when told to.
 
@@ -76,7 +75,7 @@ def resolve_connection(
 
     :param args: the parsed command line.
     :param environ: the environment; default :data:`os.environ`.
-    :param prompt: asks for the password.
+    :param prompt: asks for the password; default :func:`getpass.getpass`.
     :returns: the settings.
     :raises UsageError: for contradicting options or a password prompt without an answer.
     :raises InvalidArgumentError: for a bad URL or option file.
@@ -133,6 +132,10 @@ def resolve_connection(
         # The mysql client's rule: a socket is only for localhost.
         logger.debug("host %s is not localhost: the socket setting is not used", host)
     if args.password_prompt or ("password" in kwargs and kwargs["password"] is optionfile.PROMPT):
+        if prompt is None:
+            import getpass  # only here: it is rarely needed, and every run would pay for it
+
+            prompt = getpass.getpass
         try:
             kwargs["password"] = prompt("Enter password: ")
         except EOFError:

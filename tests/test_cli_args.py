@@ -51,6 +51,7 @@ def test_connection_options_before_or_after_the_command():
         assert args.command == ["true"]
     assert _parsed("-h", "db", "-P", "3307", "status", "job").host == "db"
     assert _parsed("status", "-h", "db", "job").host == "db"
+    assert _parsed("-h", "db", "fencing", "init").host == "db"
     assert _parsed("-v", "run", "job", "true").verbose == 1
 
 
@@ -59,6 +60,25 @@ def test_password_flags_are_ours_only_before_the_command():
     assert _parsed("run", "-p", "job", "x").password_prompt is True
     assert _parsed("--password", "run", "job", "x").password_prompt is True
     assert _parsed("run", "job", "mysql", "-pS").command == ["mysql", "-pS"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "-w", "5", "-u", "app", "--url", "mysql://u@h/d", "job", "--", "true"],
+        ["list", "--prefix", "p", "--json", "-S", "/tmp/s"],
+        ["status", "-P", "3307", "job"],
+        ["release", "--force", "job"],
+        ["fencing", "init", "--table", "db.t"],
+        ["demo", "--workers", "3"],
+    ],
+)
+def test_a_parser_built_for_one_command_reads_it_as_the_full_one(argv):
+    """parse_args builds only the options of the command the line starts with."""
+    tokens, _ = cli.split_command_line(argv, cli._value_options(cli.build_parser()))
+    assert vars(cli.build_parser(argv[0]).parse_args(tokens)) == vars(
+        cli.build_parser().parse_args(tokens)
+    )
 
 
 @pytest.mark.parametrize("argv", [["-h"], ["run", "-h"], ["status", "-h"], ["--help"]])

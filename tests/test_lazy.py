@@ -39,6 +39,8 @@ NOT_FOR_RUN = (
     "hashlib",
     "json",
     "random",
+    "shutil",
+    "getpass",
 )
 
 

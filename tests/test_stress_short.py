@@ -231,9 +231,14 @@ def test_checker_reports_unreadable_records_worker_errors_and_stalls():
 # --------------------------------------------------------------------------- real runs
 
 
-def test_short_chaos_run_keeps_mutual_exclusion(server):
-    report = stress.run(duration=20, workers=4, server_url=server.url, seed=20240601, quiet=True)
-    assert report.ok, report.summary()
+def test_short_chaos_run_keeps_mutual_exclusion(server, tmp_path):
+    # The log stays in pytest's temp dir (the last runs are kept): a failure here is rare and
+    # timing-dependent, so its records are the only way to find the cause.
+    keep = tmp_path / "stress"
+    report = stress.run(
+        duration=20, workers=4, server_url=server.url, seed=20240601, quiet=True, keep=str(keep)
+    )
+    assert report.ok, f"{report.summary()}\nlog and worker stderr kept in {keep}"
     assert report.overlaps == 0
     assert report.acquisitions > 0, report.summary()
     assert report.process_kills > 0, report.summary()

@@ -20,23 +20,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import (
-    AcquireCancelledError,
-    InvalidArgumentError,
-    InvalidArgumentTypeError,
-    LockError,
-    LockLostError,
-    LockNotHeldError,
+from .errors import AcquireCancelledError, LockError, LockNotHeldError
+from .leadership import (
+    FAILED,
+    LEADER_MARK,
+    LOST,
+    RESIGNED,
+    RETRY_FIRST,
+    STOPPED,
+    ElectionViews,
+    TermViews,
+    leader_identity,
+    next_retry,
+    term_end,
 )
 from .lock import Lock
-from .names import fits_verbatim, server_name, validate_name
-from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_interval
+from .timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER
 
 if TYPE_CHECKING:
     from .locker import Locker
@@ -45,17 +48,8 @@ __all__ = ["LEADER_MARK", "Election", "Term"]
 
 logger = logging.getLogger("PyMySQLLock")
 
-#: Between the election's name and the leader's identity in the marker lock's name.
-LEADER_MARK = "#leader="
-#: How the term ended: the lock was lost, the leader resigned, the election was stopped, or
-#: ``on_elected`` raised.
-LOST, RESIGNED, STOPPED, FAILED = "lost", "resigned", "stopped", "on_elected raised"
-#: Seconds between two campaign attempts while the server cannot be reached (doubling from
-#: the first to the last); a wait on the server ends by itself when the lock is granted.
-_RETRY_FIRST, _RETRY_LAST = 0.05, 1.0
 
-
-class Term:
+class Term(TermViews):
     """One period of leadership of one :class:`Election`.
 
     :param election: the election that won it.
@@ -63,29 +57,13 @@ class Term:
     .. versionadded:: 1.0
     """
 
+    #: Set when the term ended; leader work should watch it (``term.ended.wait(...)``).
+    ended: threading.Event
+
     def __init__(self, election: Election) -> None:
-        self.election = election
-        #: Set when the term ended; leader work should watch it (``term.ended.wait(...)``).
+        super().__init__(election)
         self.ended = threading.Event()
-        #: Why it ended: ``"lost"``, ``"resigned"``, ``"stopped"`` or ``"on_elected raised"``.
-        self.reason: str | None = None
         self._mutex = threading.Lock()
-
-    @property
-    def identity(self) -> str:
-        """The identity of the leader (this process's election)."""
-        return self.election.identity
-
-    def ensure_held(self) -> None:
-        """Raise unless this term still leads; call it before each step of leader work.
-
-        :raises LockLostError: if the term ended because the lock was lost.
-        :raises LockNotHeldError: if it ended otherwise.
-        """
-        if self.ended.is_set():
-            if self.reason == LOST:
-                raise LockLostError(f"leadership of {self.election.name!r} was lost")
-            raise LockNotHeldError(f"leadership of {self.election.name!r} ended ({self.reason})")
 
     def _end(self, reason: str) -> bool:
         """Mark the term ended; :returns: whether this call ended it (only the first does)."""
@@ -96,12 +74,8 @@ class Term:
         self.ended.set()
         return True
 
-    def __repr__(self) -> str:
-        state = "leading" if self.reason is None else f"ended: {self.reason}"
-        return f"<Term of {self.election.name!r} {self.identity!r} {state}>"
 
-
-class Election:
+class Election(ElectionViews[Lock, Term]):
     """Campaign for leadership of ``name`` in the background; be told when it starts and ends.
 
     Create it with :meth:`PyMySQLLock.Locker.election`; start campaigning with :meth:`start`
@@ -139,75 +113,21 @@ class Election:
         on_demoted: Callable[[Term], Any] | None = None,
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
     ) -> None:
-        for label, callback in (("on_elected", on_elected), ("on_demoted", on_demoted)):
-            if callback is not None and not callable(callback):
-                raise InvalidArgumentTypeError(f"{label} must be a callable or None")
-        self._name = validate_name(name)
         self._locker = locker
-        self._term: Term | None = None
         self._thread: threading.Thread | None = None
-        self._identity = self._check_identity(identity)
-        self._interval = validate_interval(refresh_interval_secs)
-        self._on_elected = on_elected
-        self._on_demoted = on_demoted
-        self._lock = locker.lock(
-            self._name, refresh_interval_secs=self._interval, on_lost=self._lock_lost
+        super().__init__(
+            locker.lock,
+            locker.namespace,
+            name,
+            identity,
+            on_elected,
+            on_demoted,
+            refresh_interval_secs,
         )
-        self._marker = server_name(self._marker_name(self._identity), locker.namespace)
         self._cond = threading.Condition()
-        self._stopping = False
         self._resigning = False
 
-    def _marker_name(self, identity: str) -> str:
-        return f"{self._name}{LEADER_MARK}{identity}"
-
-    def _check_identity(self, identity: str | None) -> str:
-        namespace = self._locker.namespace
-        room = 64 - len(server_name(self._marker_name(""), namespace))
-        if identity is None:
-            identity = f"{socket.gethostname()}:{os.getpid()}"
-            if len(identity) > room:  # keep the pid, which tells processes of a host apart
-                pid = f":{os.getpid()}"
-                identity = identity[: max(0, room - len(pid))] + pid
-        if not isinstance(identity, str):
-            raise InvalidArgumentTypeError("identity must be a str")
-        if not identity or not identity.isascii() or not identity.isprintable():
-            raise InvalidArgumentError(f"identity must be printable ASCII, not {identity!r}")
-        full = self._marker_name(identity)
-        if not fits_verbatim(server_name(full, namespace)) or len(identity) > room:
-            raise InvalidArgumentError(
-                f"identity {identity!r} is too long: {full!r} (with the namespace) must fit in "
-                "64 characters so that listings show it"
-            )
-        return identity
-
-    # -- read-only views ----------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The election's lock name."""
-        return self._name
-
-    @property
-    def identity(self) -> str:
-        """This process's identity, shown to others while it leads."""
-        return self._identity
-
-    @property
-    def lock(self) -> Lock:
-        """The election's :class:`~PyMySQLLock.Lock` (held while leading)."""
-        return self._lock
-
-    @property
-    def term(self) -> Term | None:
-        """The current term while this process leads, else ``None``."""
-        term = self._term
-        return term if term is not None and not term.ended.is_set() else None
-
-    @property
-    def is_leader(self) -> bool:
-        """Whether this process leads now (as far as it knows)."""
-        return self.term is not None
+    # -- read-only views (the others are ElectionViews') --------------------------------
 
     def leader(self) -> str | None:
         """Ask the server who leads now.
@@ -215,14 +135,11 @@ class Election:
         :returns: the leader's identity, or ``None`` when nobody leads.
         :raises LockListingUnavailableError: if the server exposes no lock listing.
         """
-        holder = self._locker.holder(self._name)
+        locker = self._locker
+        holder = locker.holder(self._name)
         if holder is None:
             return None
-        prefix = server_name(self._marker_name(""), self._locker.namespace)
-        for info in self._locker.list_locks():
-            if info.connection_id == holder and info.server_name.startswith(prefix):
-                return info.server_name[len(prefix) :]
-        return None  # elected a moment ago: the marker follows in the next statement
+        return leader_identity(self._name, locker.namespace, holder, locker.list_locks())
 
     def wait_for_leadership(self, timeout: float | None = None) -> Term | None:
         """Block until this process leads, or the timeout expires.
@@ -235,8 +152,7 @@ class Election:
             return self.term
 
     def __repr__(self) -> str:
-        state = "leading" if self.is_leader else ("campaigning" if self._thread else "idle")
-        return f"<Election {self._name!r} {self._identity!r} {state}>"
+        return self._describe(self._thread is not None)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -315,7 +231,7 @@ class Election:
         return True
 
     def _campaign(self) -> None:
-        retry = _RETRY_FIRST
+        retry = RETRY_FIRST
         while not self._stopping:
             try:
                 elected = self._lock.acquire(FOREVER)
@@ -327,9 +243,9 @@ class Election:
                 logger.warning("election %r: campaign failed, retrying: %s", self._name, exc)
                 with self._cond:
                     self._cond.wait_for(lambda: self._stopping, retry)
-                retry = min(2 * retry, _RETRY_LAST)
+                retry = next_retry(retry)
                 continue
-            retry = _RETRY_FIRST
+            retry = RETRY_FIRST
             if elected:
                 self._serve()
         with self._cond:
@@ -363,9 +279,10 @@ class Election:
                 if term._end(FAILED):
                     self._demoted(term)
         term.ended.wait()
-        if term.reason != LOST:
-            if term.reason != FAILED:
-                self._demoted(term)
+        end = term_end(str(term.reason))
+        if end.demote:
+            self._demoted(term)
+        if end.release:
             self._hand_over()
         with self._cond:
             self._term = None

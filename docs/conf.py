@@ -45,6 +45,7 @@ nitpick_ignore_regex = [
     ("py:class", r"os\.PathLike"),
     ("py:class", r"contextlib\.Abstract(Async)?ContextManager"),
     ("py:class", r"ssl\.SSLContext"),
+    ("py:class", r"asyncio\.(locks\.)?Event"),
 ]
 
 # Links into the Python documentation need its objects.inv, which means network access at

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..statements import LockInfo
 from .drivers import ASYNC_DRIVER_NAMES, AiomysqlAdapter, AsyncDriverAdapter, AsyncmyAdapter
+from .election import AsyncElection, AsyncTerm
 from .lock import AsyncLock, AsyncOnLost
 from .locker import AsyncLocker
 from .semaphore import AsyncSemaphore
@@ -24,10 +25,12 @@ __all__ = [
     "ASYNC_DRIVER_NAMES",
     "AiomysqlAdapter",
     "AsyncDriverAdapter",
+    "AsyncElection",
     "AsyncLock",
     "AsyncLocker",
     "AsyncOnLost",
     "AsyncSemaphore",
+    "AsyncTerm",
     "AsyncmyAdapter",
     "LockInfo",
 ]

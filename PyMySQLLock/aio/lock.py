@@ -214,6 +214,33 @@ class AsyncLock:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} {self._state}>"
 
+    async def _also_hold(self, name: str) -> bool:
+        """Take the lock ``name`` (a server name) too, on the session holding this one.
+
+        For :mod:`.election`'s leader marker, as :meth:`PyMySQLLock.Lock._also_hold`:
+        :meth:`_also_release` must give it back before :meth:`release` pools the session. A
+        connection failure is left to the keepalive and release to report.
+
+        :returns: whether the server granted it at once (timeout 0).
+        """
+        row = await self._on_held_session(GET_LOCK, (name, 0))
+        return row is not None and row[0] == 1
+
+    async def _also_release(self, name: str) -> None:
+        """Release the lock ``name`` taken by :meth:`_also_hold`."""
+        await self._on_held_session(RELEASE_LOCK, (name,))
+
+    async def _on_held_session(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        session = self._session if self._state == _HELD else None
+        if session is None:
+            return None
+        try:
+            async with session.mutex:
+                return await session.run(sql, params)
+        except (SessionLost, StatementFailed) as exc:
+            logger.debug("%s beside lock %r failed: %s", sql, self._name, exc)
+            return None
+
     # -- acquire ------------------------------------------------------------------------------
 
     async def acquire(

@@ -38,6 +38,7 @@ from ..statements import (
 )
 from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_driver_timeout
 from .drivers import ASYNC_DRIVER_NAMES, AsyncDriverAdapter, resolve_async_adapter
+from .election import AsyncElection, TermCallback
 from .fencing import AsyncFencedLock, prepare_table
 from .keepalive import AsyncKeepalive
 from .lock import AsyncLock, AsyncOnLost
@@ -115,6 +116,7 @@ class AsyncLocker:
         self._keepalive = AsyncKeepalive()
         self._held: set[AsyncLock] = set()
         self._callbacks: set[asyncio.Task[Any]] = set()
+        self._elections: set[AsyncElection] = set()
         self._listing: Listing | None = None
 
     @classmethod
@@ -261,6 +263,33 @@ class AsyncLocker:
             on_lost=on_lost,
         )
 
+    def election(
+        self,
+        name: str,
+        *,
+        identity: str | None = None,
+        on_elected: TermCallback | None = None,
+        on_demoted: TermCallback | None = None,
+        refresh_interval_secs: float = _DEFAULT_INTERVAL,
+    ) -> AsyncElection:
+        """Make a leader election among every process that uses ``name``.
+
+        The same election as :meth:`PyMySQLLock.Locker.election` (blocking and asyncio
+        candidates of one name elect one leader); nothing happens until
+        :meth:`~PyMySQLLock.aio.election.AsyncElection.start` or ``async with``. The
+        callbacks may be coroutine functions.
+
+        :returns: a new :class:`~PyMySQLLock.aio.election.AsyncElection`.
+        """
+        return AsyncElection(
+            self,
+            name,
+            identity=identity,
+            on_elected=on_elected,
+            on_demoted=on_demoted,
+            refresh_interval_secs=refresh_interval_secs,
+        )
+
     @property
     def fencing_table(self) -> str:
         """The table of fencing tokens, as given."""
@@ -393,6 +422,8 @@ class AsyncLocker:
         if self._closed:
             return
         self._closed = True
+        for election in list(self._elections):
+            await election.stop()  # resigns first, so that on_demoted runs before the release
         for lock in list(self._held):
             try:
                 await lock.release()

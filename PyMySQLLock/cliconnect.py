@@ -109,6 +109,13 @@ def resolve_connection(
             connect_kwargs=optionfile.connect_options(options),
             source=", ".join(str(path) for path in files) or "no option file",
         )
+        unread = optionfile.unread_tls_options(options)
+        if unread and args.ssl_mode is None:
+            raise UsageError(
+                f"the option files ({connection.source}) set {', '.join(unread)}, which "
+                "pymysqllock does not read: say which TLS to use with --ssl-mode (and "
+                "--ssl-ca, --ssl-cert, --ssl-key), or read no option file (--no-defaults)"
+            )
     kwargs = connection.connect_kwargs
     for name, keyword in (
         ("host", "host"),
@@ -131,6 +138,7 @@ def resolve_connection(
     if host not in (None, "", "localhost") and kwargs.pop("unix_socket", None) is not None:
         # The mysql client's rule: a socket is only for localhost.
         logger.debug("host %s is not localhost: the socket setting is not used", host)
+    _check_tls_files(kwargs)
     if args.password_prompt or ("password" in kwargs and kwargs["password"] is optionfile.PROMPT):
         if prompt is None:
             import getpass  # only here: it is rarely needed, and every run would pay for it
@@ -141,6 +149,35 @@ def resolve_connection(
         except EOFError:
             raise UsageError("no password was entered") from None
     return connection
+
+
+#: The TLS file settings, with their name as flags and option files spell it.
+_TLS_FILES = (("ssl_ca", "ssl-ca"), ("ssl_cert", "ssl-cert"), ("ssl_key", "ssl-key"))
+
+
+def _check_tls_files(kwargs: dict[str, Any]) -> None:
+    """Give TLS files the mysql client's meaning, and refuse one that cannot be read.
+
+    As for the mysql client, a certificate without a key (or a key without a certificate)
+    means both are in that one file. Each driver reports a missing file differently, some
+    only once the server offers TLS: checking here names the file for every driver.
+
+    :raises UsageError: for a file that cannot be read.
+    """
+    cert, key = kwargs.get("ssl_cert"), kwargs.get("ssl_key")
+    if cert and not key:
+        kwargs["ssl_key"] = cert
+    elif key and not cert:
+        kwargs["ssl_cert"] = key
+    for keyword, name in _TLS_FILES:
+        path = kwargs.get(keyword)
+        if not path:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"cannot read the {name} file {path}: {exc.strerror}") from None
 
 
 def open_locker(connection: ConnectionOptions, **locker_options: Any) -> Locker:

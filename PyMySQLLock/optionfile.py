@@ -36,6 +36,7 @@ __all__ = [
     "parse_port",
     "parse_text",
     "read_files",
+    "unread_tls_options",
 ]
 
 logger = logging.getLogger("PyMySQLLock")
@@ -150,6 +151,24 @@ def connect_options(options: Mapping[str, str | None]) -> dict[str, Any]:
     return kwargs
 
 
+def unread_tls_options(options: Mapping[str, str | None]) -> list[str]:
+    """The TLS options among ``options`` that :func:`connect_options` does not use.
+
+    Ignoring them silently would weaken what the file asks for (``ssl-verify-server-cert``,
+    ``ssl-capath``, ``tls-version``...), so the command line refuses them unless told the TLS
+    to use.
+
+    :param options: as returned by :func:`read_files`.
+    :returns: their names, sorted.
+    """
+    return sorted(name for name in options if name not in _KNOWN and _is_tls(name))
+
+
+def _is_tls(name: str) -> bool:
+    """Whether an option is about TLS: ``ssl``, ``ssl-capath``, ``skip-ssl``, ``tls-version``..."""
+    return bool({"ssl", "tls"} & set(name.split("-")))
+
+
 def parse_port(value: str) -> int:
     """:returns: ``value`` as a TCP port number.
 
@@ -249,6 +268,8 @@ def _parse(text: str, path: Path, groups: Sequence[str], options: Options, depth
                 except OptionFileError as exc:
                     raise OptionFileError(f"{where}: {exc}") from None
             options[name] = value
+        elif _is_tls(name):
+            options[name] = value  # kept to be refused: see unread_tls_options()
         else:
             logger.debug("%s: option %r is not used", where, name)
 

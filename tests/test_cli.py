@@ -876,6 +876,49 @@ def test_flags_and_prompt_override_every_source():
     assert _resolve(["status", "n"], local).connect_kwargs["unix_socket"] == "/s"
 
 
+def test_tls_files_are_checked_and_paired_as_the_mysql_client_does(tmp_path):
+    pem = tmp_path / "client.pem"
+    pem.write_text("certificate and key\n")
+    for flag, other in (("--ssl-cert", "ssl_key"), ("--ssl-key", "ssl_cert")):
+        resolved = _resolve(["status", "--no-defaults", flag, str(pem), "n"], {})
+        assert resolved.connect_kwargs[other] == str(pem)  # the other half is in that file
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(cli.UsageError, match=f"ssl-ca file {missing}: No such file"):
+        _resolve(["status", "--no-defaults", "--ssl-ca", str(missing), "n"], {})
+    url = f"mysql://u@h/db?ssl_ca={urllib.parse.quote(str(missing))}"
+    with pytest.raises(cli.UsageError, match=f"ssl-ca file {missing}"):
+        _resolve(["status", "n"], {cli.URL_ENV: url})
+
+
+def test_an_unread_tls_option_of_an_option_file_is_refused(tmp_path):
+    """Ignoring ssl-verify-server-cert would connect with less checking than the file asks."""
+    conf = tmp_path / "my.cnf"
+    conf.write_text("[client]\nhost=db\nloose-ssl-verify-server-cert\ntls_version=TLSv1.3\n")
+    conf.chmod(0o600)
+    argv = ["status", "--defaults-file", str(conf), "n"]
+    with pytest.raises(cli.UsageError, match="set ssl-verify-server-cert, tls-version, which"):
+        _resolve(argv, {})
+    resolved = _resolve([*argv[:-1], "--ssl-mode", "VERIFY_IDENTITY", "n"], {})
+    assert resolved.connect_kwargs == {"host": "db", "ssl_mode": "VERIFY_IDENTITY"}
+
+
+@pytest.mark.parametrize("driver_name", ["pymysql", "mysql.connector", "MySQLdb"])
+def test_a_missing_tls_file_is_a_usage_error_with_every_driver(tmp_path, driver_name):
+    """Before this check, each driver failed its own way, some only once the server offered
+    TLS; the command line now names the file, and connects to nothing."""
+    missing = tmp_path / "ca.pem"
+    flags = ["--no-defaults", "-h", "127.0.0.1", "-P", "9", "--driver", driver_name]
+    result = subprocess.run(
+        [*CLI, "status", *flags, "--ssl-ca", str(missing), "n"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == cli.EXIT_USAGE, result.stderr
+    assert f"cannot read the ssl-ca file {missing}" in result.stderr
+
+
 def test_p_then_a_word_is_a_prompt_and_a_positional():
     args = cli.parse_args(["status", "-p", "name"])
     assert args.password_prompt

@@ -26,7 +26,7 @@ from .timeouts import _number
 if TYPE_CHECKING:
     from .lock import Lock
 
-__all__ = ["MAX_HOLD", "end_run", "release_after", "validate_hold"]
+__all__ = ["MAX_HOLD", "end_run", "hold_remaining", "keeps_hold", "release_after", "validate_hold"]
 
 logger = logging.getLogger("PyMySQLLock")
 
@@ -53,6 +53,29 @@ def validate_hold(value: Any, what: str = "hold_at_least") -> float:
             f"{what} must be between 0 and {MAX_HOLD:.0f} seconds (one day), not {value!r}"
         )
     return number
+
+
+def hold_remaining(acquired_at: float, hold: float) -> float:
+    """Seconds the lock must still be held (0 or less: release it now).
+
+    Shared by the blocking and the asyncio holds: measured on this host's monotonic clock
+    from the moment the lock was granted.
+
+    :param acquired_at: when it was granted (``time.monotonic()``).
+    :param hold: the minimum hold in seconds.
+    """
+    return acquired_at + hold - time.monotonic()
+
+
+def keeps_hold(hold: float, locked: bool) -> bool:
+    """Whether a job's run ends by keeping its lock (a minimum hold) rather than releasing it.
+
+    Whether the job succeeded or not; a lock lost during the run has nothing to keep.
+
+    :param hold: the minimum hold in seconds (0 for none).
+    :param locked: whether the lock is still held.
+    """
+    return bool(hold) and locked
 
 
 class _ReleaseAt:
@@ -97,7 +120,7 @@ def release_after(lock: Lock, acquired_at: float, hold: float) -> None:
     :param acquired_at: when it was granted (``time.monotonic()``).
     :param hold: the minimum hold in seconds.
     """
-    remaining = acquired_at + hold - time.monotonic()
+    remaining = hold_remaining(acquired_at, hold)
     if remaining <= 0:
         lock.release()
         return
@@ -121,7 +144,7 @@ def end_run(lock: Lock, acquired_at: float, hold: float, error: BaseException | 
     :param hold: the minimum hold in seconds (0 for none).
     :param error: what the job raised, or ``None``.
     """
-    if hold and lock.locked():
+    if keeps_hold(hold, lock.locked()):
         release_after(lock, acquired_at, hold)
     elif error is None:
         lock.__exit__(None, None, None)

@@ -152,7 +152,7 @@ import secrets  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from PyMySQLLock import Locker  # noqa: E402
+from PyMySQLLock import InvalidArgumentError, InvalidArgumentTypeError, Locker  # noqa: E402
 
 #: The ``driver=`` names, and the test ids they get.
 DRIVERS = ("pymysql", "mysql.connector", "MySQLdb")
@@ -249,6 +249,21 @@ def guarded(server: Server) -> Iterator[str]:
     server.sql(f"INSERT INTO `{server.database}`.`{name}` VALUES (1, '', 0)")
     yield name
     server.sql(f"DROP TABLE IF EXISTS `{server.database}`.`{name}`")
+
+
+@pytest.fixture(
+    params=[
+        (-1, InvalidArgumentError),
+        (86401, InvalidArgumentError),
+        ("5", InvalidArgumentTypeError),
+        (True, InvalidArgumentTypeError),
+        (float("nan"), InvalidArgumentError),
+    ],
+    ids=["negative", "over-a-day", "str", "bool", "nan"],
+)
+def bad_hold(request: pytest.FixtureRequest) -> tuple[Any, type[Exception]]:
+    """A ``hold_at_least`` every API must refuse, and the error it must raise."""
+    return request.param  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -16,6 +16,7 @@ from ..connection import StatementFailed
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockError
 from ..fencing import FenceTable
 from ..fencing_sql import DEFAULT_TABLE
+from ..holds import validate_hold
 from ..names import server_name, validate_name, validate_namespace
 from ..server import ServerInfo
 from ..statements import (
@@ -40,6 +41,7 @@ from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER, validate_driver_timeou
 from .drivers import ASYNC_DRIVER_NAMES, AsyncDriverAdapter, resolve_async_adapter
 from .election import AsyncElection, TermCallback
 from .fencing import AsyncFencedLock, prepare_table
+from .holds import end_run
 from .keepalive import AsyncKeepalive
 from .lock import AsyncLock, AsyncOnLost
 from .pool import AsyncPool
@@ -117,6 +119,7 @@ class AsyncLocker:
         self._held: set[AsyncLock] = set()
         self._callbacks: set[asyncio.Task[Any]] = set()
         self._elections: set[AsyncElection] = set()
+        self._kept: set[asyncio.Task[None]] = set()
         self._listing: Listing | None = None
 
     @classmethod
@@ -363,6 +366,7 @@ class AsyncLocker:
         timeout: float | None = None,
         on_busy: str = "wait",
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
+        hold_at_least: float | None = None,
     ) -> Callable[[F], F]:
         """Decorate a coroutine function so that each call runs while holding ``name``.
 
@@ -373,13 +377,19 @@ class AsyncLocker:
             and ``"raise"`` raise :class:`~PyMySQLLock.LockTimeoutError`, ``"skip"`` returns
             ``None`` without calling the function.
         :param refresh_interval_secs: keepalive interval while the function runs.
+        :param hold_at_least: keep the lock until this many seconds after it was taken, even
+            when the function returns (or raises) sooner, so that another host's late trigger
+            finds it busy and skips, as :meth:`PyMySQLLock.Locker.synchronized`. The call
+            returns at once; a timer of the loop releases the lock when the time is up, and
+            :meth:`close` releases it earlier.
         :returns: the decorator.
-        :raises InvalidArgumentError: for an unknown ``on_busy``.
+        :raises InvalidArgumentError: for an unknown ``on_busy`` or a bad ``hold_at_least``.
         :raises InvalidArgumentTypeError: when the decorated function is not a coroutine
             function (use :meth:`PyMySQLLock.Locker.synchronized` for those).
         """
         if on_busy not in _ON_BUSY:
             raise InvalidArgumentError(f"on_busy must be one of {', '.join(_ON_BUSY)}")
+        hold = validate_hold(hold_at_least)
         if timeout is None:
             timeout = -1 if on_busy == "wait" else 0
         self.lock(name, timeout=timeout, refresh_interval_secs=refresh_interval_secs)
@@ -400,14 +410,16 @@ class AsyncLocker:
                         logger.info("skipped %s: lock %r is busy", function.__qualname__, name)
                         return None
                     raise await lock._timeout_error(f"lock {name!r} is busy")
+                acquired_at = time.monotonic()
                 # Released as an async with block would: a loss during the call raises
-                # LockLostError once the function has returned, unless it raised itself.
+                # LockLostError once the function has returned, unless it raised itself. A
+                # minimum hold keeps a lock that is still held.
                 try:
                     result = await function(*args, **kwargs)
                 except BaseException as exc:
-                    await lock.__aexit__(type(exc), exc, exc.__traceback__)
+                    await end_run(lock, acquired_at, hold, exc)
                     raise
-                await lock.__aexit__(None, None, None)
+                await end_run(lock, acquired_at, hold, None)
                 return result
 
             return wrapper  # type: ignore[return-value]
@@ -429,6 +441,10 @@ class AsyncLocker:
                 await lock.release()
             except LockError:
                 logger.debug("lock %r was not held at close", lock.name)
+        for waiting in list(self._kept):
+            waiting.cancel()  # minimum holds: their locks were just released
+        if self._kept:
+            await asyncio.gather(*self._kept, return_exceptions=True)
         await self._keepalive.stop()
         await self._pool.close()
         if self._callbacks:
@@ -506,6 +522,12 @@ class AsyncLocker:
     def _lock_released(self, lock: AsyncLock) -> None:
         self._held.discard(lock)
         self._keepalive.unwatch()
+
+    def _keep(self, release: Coroutine[Any, Any, None]) -> None:
+        """Run the release at the end of a minimum hold as a task; :meth:`close` ends it."""
+        task = asyncio.get_running_loop().create_task(release)
+        self._kept.add(task)
+        task.add_done_callback(self._kept.discard)
 
     def _run_callback(self, name: str, awaitable: Awaitable[Any]) -> None:
         """Run a coroutine ``on_lost`` as a task; :meth:`close` waits for it."""

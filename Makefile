@@ -39,7 +39,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 PIP := $(VPY) -m pip install --quiet --progress-bar off
 
-.PHONY: help bootstrap sysdeps install test legacy-test lint type docs bench demo stress stress-aio stress-fencing dist pythons clean distclean
+.PHONY: help bootstrap sysdeps bench-sysdeps install test legacy-test lint type docs bench demo stress stress-aio stress-fencing dist pythons clean distclean
 
 help: ## Show this list of targets
 	@echo "usage: make <target> [VENV=$(VENV)] [PYTHON=$(PYTHON)] [PYTEST_ARGS='...']"
@@ -68,6 +68,19 @@ sysdeps: ## Install MariaDB server, Galera, client library and pkg-config when m
 			echo "       install them as root, then run make again:" >&2; \
 			echo "         sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
 			exit 1; \
+		fi; \
+	fi
+
+bench-sysdeps: ## redis-server for the benchmarks' Redis peers, when missing (apt, root)
+	@export PATH="$$PATH:/usr/local/sbin:/usr/sbin:/sbin"; \
+	if ! command -v redis-server >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "==> installing redis-server (the benchmarks start a private one of their own)"; \
+			apt-get update -qq; \
+			apt-get install -y -qq --no-install-recommends redis-server; \
+		else \
+			echo "warning: redis-server is missing, the Redis peers will be skipped; as root:" >&2; \
+			echo "         sudo apt-get install -y redis-server" >&2; \
 		fi; \
 	fi
 
@@ -131,7 +144,7 @@ docs: bootstrap ## Build the HTML docs into docs/_build/html (warnings are error
 
 ##@ Running
 
-bench: sysdeps $(VENV)/.installed-bench ## Run the benchmarks (BENCH_ARGS=...)
+bench: sysdeps bench-sysdeps $(VENV)/.installed-bench ## Run the benchmarks (BENCH_ARGS=...)
 	$(VPY) -m benchmarks $(BENCH_ARGS)
 
 demo: bootstrap ## Run the command-line demo

@@ -22,7 +22,7 @@ from ..statements import PROBE, admin_error, server_info, wait_chunks
 from ..timeouts import chunk_seconds
 from ..tls import CIPHER_SQL
 from .drivers import AsyncDriverAdapter
-from .session import AsyncSession
+from .session import AsyncSession, Deadlines
 
 __all__ = ["AsyncPool"]
 
@@ -64,6 +64,8 @@ class AsyncPool:
         self._closing: set[asyncio.Future[None]] = set()
         self._max_chunk = 0.0
         self._full_chunk = 0.0
+        #: The read timeouts of every session's statements, on one timer.
+        self._deadlines = Deadlines()
 
     @property
     def sessions(self) -> int:
@@ -178,7 +180,7 @@ class AsyncPool:
                     f"setting up the connection failed: {self._redact(exc)}"
                 ) from exc
             raise
-        session = AsyncSession(adapter, raw, cursor, self.read_timeout)
+        session = AsyncSession(adapter, raw, cursor, self.read_timeout, self._deadlines)
         if adapter.tls.must_encrypt:
             await self._check_encrypted(session)
         if self.server is None:

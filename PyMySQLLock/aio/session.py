@@ -13,6 +13,7 @@ whatever it was doing. Such a session is never used again.
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -23,7 +24,7 @@ from .drivers import AsyncDriverAdapter
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
 
-__all__ = ["AsyncSession"]
+__all__ = ["AsyncSession", "Deadlines"]
 
 
 def _socket_transport(transport: Any) -> Any:
@@ -34,6 +35,56 @@ def _socket_transport(transport: Any) -> Any:
     """
     inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
     return transport if inner is None else inner
+
+
+class Deadlines:
+    """The read timeouts of the statements under way on the sessions of one pool: one timer.
+
+    ``asyncio.timeout()`` around each statement would arm a timer and cancel it again for every
+    statement (a timer object, and a heap entry in the loop that lingers until its time). Here
+    a statement only notes its deadline; the one timer is armed for the earliest deadline
+    known when it is armed, and when it fires it ends the statements past theirs and arms
+    itself for the next one still under way. A statement is then never ended early, nor later
+    than the loop runs the timer; and a server that answers keeps the timer firing about once
+    per read timeout whatever the number of statements.
+    """
+
+    __slots__ = ("_pending", "_timer", "_timer_loop")
+
+    def __init__(self) -> None:
+        self._pending: dict[AsyncSession, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, session: AsyncSession, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Note that ``session`` runs a statement that must be answered by ``deadline``."""
+        self._pending[session] = deadline
+        # A timer of another (closed) loop would never fire: arm on this one then.
+        if self._timer is None or self._timer_loop is not loop:
+            self._arm(loop, deadline)
+
+    def discard(self, session: AsyncSession) -> None:
+        """The statement of ``session`` ended (however)."""
+        self._pending.pop(session, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._fire, loop)
+        self._timer_loop = loop
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        soonest = math.inf
+        for session, deadline in list(self._pending.items()):
+            if deadline <= now:
+                del self._pending[session]
+                session._expire()
+            elif deadline < soonest:
+                soonest = deadline
+        if soonest < math.inf:
+            self._arm(loop, soonest)
 
 
 class AsyncSession:
@@ -48,12 +99,11 @@ class AsyncSession:
     __slots__ = (
         "_cancelling",
         "_cursor",
-        "_deadline",
+        "_deadlines",
         "_expired",
         "_loop",
         "_socket_closed",
         "_task",
-        "_timer",
         "_transport",
         "adapter",
         "broken",
@@ -66,7 +116,12 @@ class AsyncSession:
     )
 
     def __init__(
-        self, adapter: AsyncDriverAdapter, raw: Any, cursor: Any, read_timeout: float
+        self,
+        adapter: AsyncDriverAdapter,
+        raw: Any,
+        cursor: Any,
+        read_timeout: float,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.adapter = adapter
         self.raw = raw
@@ -84,13 +139,12 @@ class AsyncSession:
         transport, self._socket_closed = adapter.socket_watch(raw)
         self._transport = _socket_transport(transport)
         self._loop = asyncio.get_running_loop()
-        # The read timeout (Python 3.11 and later): the statement under way, its task and its
-        # deadline (0.0 when none), and one timer that outlives statements; see _call().
-        self._deadline = 0.0
+        # The read timeout (Python 3.11 and later): the task of the statement under way, its
+        # cancellation count before it, and whether the deadline cancelled it; see _call().
+        self._deadlines = Deadlines() if deadlines is None else deadlines
         self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
         self._expired = False
-        self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         state = "broken" if self.broken else "open"
@@ -133,20 +187,18 @@ class AsyncSession:
             return await self._call_with_wait_for(method, sql, params)
         # As asyncio.timeout() would (cancel the task at the deadline, then turn that
         # cancellation into a timeout), without a timer armed and cancelled per statement:
-        # the session's one timer, when it fires, re-arms itself for the deadline of the
-        # statement under way, so a warm acquire/release cycle schedules no timer at all.
+        # see Deadlines.
         loop = self._loop
         task = asyncio.current_task(loop)
         assert task is not None  # noqa: S101 - statements run in tasks
         self._task = task
         self._cancelling = task.cancelling()
-        self._deadline = deadline = loop.time() + self.read_timeout
-        if self._timer is None:
-            self._timer = loop.call_at(deadline, self._on_deadline, deadline)
+        deadlines = self._deadlines
+        deadlines.add(self, loop, loop.time() + self.read_timeout)
         try:
             result = await method(self._cursor, sql, params)
         except BaseException as exc:
-            self._deadline = 0.0
+            deadlines.discard(self)
             timed_out = (
                 self._expired
                 and isinstance(exc, asyncio.CancelledError)
@@ -154,23 +206,18 @@ class AsyncSession:
             )
             self._failed(exc, timed_out)
             raise  # a cancellation (not ours) goes on as it came
-        self._deadline = 0.0
+        deadlines.discard(self)
         if self._expired:  # pragma: no cover - only if the driver swallowed the cancellation
             self._expired = False
             task.uncancel()
         return result
 
-    def _on_deadline(self, armed_for: float) -> None:
-        """The session's timer: end the statement past its deadline, or wait for the next."""
-        self._timer = None
-        deadline, task = self._deadline, self._task
-        if not deadline or task is None:
-            return  # no statement under way: the next one arms the timer again
-        if deadline > armed_for:
-            self._timer = self._loop.call_at(deadline, self._on_deadline, deadline)
-            return
-        self._expired = True
-        task.cancel()
+    def _expire(self) -> None:
+        """Called by :class:`Deadlines` when the statement under way is past its deadline."""
+        task = self._task
+        if task is not None:
+            self._expired = True
+            task.cancel()
 
     async def _call_with_wait_for(  # pragma: no cover - Python 3.9 and 3.10
         self, method: Any, sql: str, params: Sequence[Any]
@@ -209,9 +256,6 @@ class AsyncSession:
         """Close the connection now (never waits); the server ends the session and its lock."""
         self.broken = True
         self.adapter.close(self.raw)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     async def quit(self, seconds: float) -> None:
         """Close politely, waiting at most ``seconds``; closes at once if that fails."""

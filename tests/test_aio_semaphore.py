@@ -106,7 +106,9 @@ async def test_waiter_gets_a_released_slot_from_the_server(
     await holders[1].release()
     assert await asyncio.wait_for(waiting, 30) is True
     assert waiter.slot == freed
-    # Its other waits were ended before acquire() returned, and the turnstile handed on.
+    # acquire() returned at once; its other waits are then ended, and the turnstile handed on.
+    assert waiter._settling is not None
+    await asyncio.wait_for(asyncio.shield(waiter._settling), 10)
     assert await _waiting(admin, lock_name + "#") == 0
     assert await waiter._locker.holder(queue_name(lock_name)) is None
     await waiter.release()

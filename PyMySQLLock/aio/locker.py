@@ -120,6 +120,7 @@ class AsyncLocker:
         self._callbacks: set[asyncio.Task[Any]] = set()
         self._elections: set[AsyncElection] = set()
         self._kept: set[asyncio.Task[None]] = set()
+        self._tracked: set[asyncio.Task[None]] = set()
         self._listing: Listing | None = None
 
     @classmethod
@@ -436,6 +437,8 @@ class AsyncLocker:
         self._closed = True
         for election in list(self._elections):
             await election.stop()  # resigns first, so that on_demoted runs before the release
+        if self._tracked:  # semaphores ending their waits: nothing of theirs may stay held
+            await asyncio.gather(*self._tracked, return_exceptions=True)
         for lock in list(self._held):
             try:
                 await lock.release()
@@ -528,6 +531,13 @@ class AsyncLocker:
         task = asyncio.get_running_loop().create_task(release)
         self._kept.add(task)
         task.add_done_callback(self._kept.discard)
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task that :meth:`close` waits for before releasing the locks."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tracked.add(task)
+        task.add_done_callback(self._tracked.discard)
+        return task
 
     def _run_callback(self, name: str, awaitable: Awaitable[Any]) -> None:
         """Run a coroutine ``on_lost`` as a task; :meth:`close` waits for it."""

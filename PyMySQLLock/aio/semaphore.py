@@ -9,9 +9,9 @@ waiting, so blocking and asyncio holders of one semaphore share its ``limit``:
    waiter at a time.
 3. That head waiter tries the slots once more, then waits on every slot at once: one
    ``GET_LOCK`` per slot, each on its own session, in a task of its own (no thread). The server
-   grants a released slot to the session already waiting for it; the head keeps that one,
-   ends its other waits (``KILL QUERY``, as the blocking semaphore does), gives back a slot
-   granted in the race, and hands the turnstile on.
+   grants a released slot to the session already waiting for it; the head returns with that
+   one at once, and a task of the AsyncLocker then ends its other waits (``KILL QUERY``, as the
+   blocking semaphore does), gives back a slot granted in the race, and hands the turnstile on.
 
 Cancelling the task of an acquire at any moment leaves no slot, turnstile or session held: every
 wait is an :class:`~PyMySQLLock.aio.AsyncLock` acquire, which is cancellation-safe, and the
@@ -77,6 +77,8 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
     ) -> None:
         super().__init__(locker.lock, name, limit, timeout, refresh_interval_secs, on_lost)
         self._locker = locker
+        # Ends the other waits of the last acquire, which returned before they ended.
+        self._settling: asyncio.Task[None] | None = None
         self._acquiring = False
 
     # -- read-only views (the others are SemaphoreViews') -------------------------------
@@ -124,11 +126,15 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
         return True
 
     async def _acquire(self, deadline: float, interval: float) -> AsyncLock | None:
+        previous = self._settling
+        if previous is not None:  # the other waits of the last acquire, still being ended
+            await asyncio.shield(previous)
         won = await self._try_all(interval)
         if won is not None or time.monotonic() >= deadline:
             return won
         if not await self._turnstile.acquire(_left(deadline), interval):
             return None
+        handed_on = False
         try:
             # A slot may have been released while this waiter queued.
             won = await self._try_all(interval)
@@ -137,10 +143,22 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
             if self._limit == 1:
                 slot = self._slots[0]
                 return slot if await slot.acquire(_left(deadline), interval) else None
-            return await self._wait_all(deadline, interval)
+            waits: dict[asyncio.Future[bool], AsyncLock] = {
+                asyncio.ensure_future(slot.acquire(_left(deadline), interval)): slot
+                for slot in self._slots
+            }
+            won = await self._first(waits)
+            if won is not None:
+                # Return at once with the slot: the other waits are ended, and the turnstile
+                # handed on, behind the caller's back (the next acquire() of this object, and
+                # close(), wait for that).
+                self._settling = self._locker._track(self._hand_on(waits, won))
+                handed_on = True
+            return won
         finally:
-            # Handed on to the next waiter; a cancelled release closes the session instead.
-            await self._turnstile.release()
+            if not handed_on:
+                # Handed on to the next waiter; a cancelled release closes the session instead.
+                await self._turnstile.release()
 
     async def _try_all(self, interval: float) -> AsyncLock | None:
         """Try every slot once with timeout 0, from a random one on."""
@@ -150,15 +168,14 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
                 return slot
         return None
 
-    async def _wait_all(self, deadline: float, interval: float) -> AsyncLock | None:
-        """Wait on every slot at once; keep the first granted, end and undo the others.
+    async def _first(self, waits: dict[asyncio.Future[bool], AsyncLock]) -> AsyncLock | None:
+        """Wait for the first slot granted.
+
+        When there is none (every wait timed out, or one failed), or the task is cancelled,
+        every wait is ended before this returns or raises, shielded from a second cancellation.
 
         :raises LockError: when a wait failed before any slot was granted.
         """
-        waits: dict[asyncio.Future[bool], AsyncLock] = {
-            asyncio.ensure_future(slot.acquire(_left(deadline), interval)): slot
-            for slot in self._slots
-        }
         won: AsyncLock | None = None
         failure: BaseException | None = None
         try:
@@ -171,15 +188,23 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
                     elif wait.result() and won is None:
                         won = waits[wait]
         except BaseException:
-            won = None  # cancelled: nothing may stay held for an acquire that raises
+            # Cancelled: nothing may stay held for an acquire that raises.
+            await asyncio.shield(self._locker._track(_settle(self._locker._pool, waits, None)))
             raise
-        finally:
-            # Shielded: a second cancellation must not leave a wait running for nobody.
-            settling = asyncio.ensure_future(_settle(self._locker._pool, waits, won))
-            await asyncio.shield(settling)
-        if won is None and failure is not None:
-            raise failure
+        if won is None:
+            await asyncio.shield(self._locker._track(_settle(self._locker._pool, waits, None)))
+            if failure is not None:
+                raise failure
         return won
+
+    async def _hand_on(self, waits: dict[asyncio.Future[bool], AsyncLock], won: AsyncLock) -> None:
+        try:
+            await _settle(self._locker._pool, waits, won)
+        finally:
+            try:
+                await self._turnstile.release()
+            except LockError as exc:  # the AsyncLocker was closed meanwhile
+                logger.debug("semaphore %r: turnstile already gone: %s", self._name, exc)
 
     async def release(self) -> None:
         """Give the slot back.

@@ -162,10 +162,16 @@ stress-fencing: bootstrap ## Paused holders vs fencing tokens, 3 min x 3 drivers
 
 ##@ Packaging and cleanup
 
-dist: $(VENV)/.installed-dist ## Build sdist and wheel into dist/ and check them with twine
+dist: $(VENV)/.installed-dist ## Build sdist and wheel into dist/, check them with twine, run the wheel
 	rm -rf dist build
 	$(VPY) -m build
 	$(BIN)/twine check --strict dist/*
+	@# The wheel in a fresh virtualenv, as a user gets it, runs the README's quick start; from a
+	@# directory outside the checkout, so that nothing of the checkout is imported.
+	fresh=$$(mktemp -d); trap 'rm -rf "$$fresh"' EXIT; \
+	$(VPY) -m venv "$$fresh/venv"; \
+	"$$fresh/venv/bin/python" -m pip install --quiet --progress-bar off "$$(ls dist/*.whl)[pymysql]"; \
+	cd "$$fresh" && env -u PYTHONPATH venv/bin/python '$(CURDIR)/tests/wheel_quickstart.py' '$(CURDIR)/README.rst'
 
 pythons: sysdeps ## The fast test subset on the oldest and newest claimed Python (EXTRA_PYTHONS)
 	@for py in $(EXTRA_PYTHONS); do \

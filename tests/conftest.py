@@ -525,6 +525,12 @@ def async_driver(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=[*DRIVERS, *ASYNC_DRIVERS], ids=[*DRIVER_IDS, *ASYNC_DRIVERS])
+def worker_driver(request: pytest.FixtureRequest) -> str:
+    """The driver of a worker process (``coordworker.py``): every blocking and asyncio one."""
+    return str(request.param)
+
+
 class _SlowSteps(logging.Handler):
     """Collects asyncio debug mode's reports of steps slower than ``slow_callback_duration``.
 

@@ -15,10 +15,15 @@ file ``counter`` (outside the library: an ``flock``-protected ``"<now> <max>"`` 
 
 ``mode="hold"`` (``name``, ``limit``): acquires the semaphore once, prints ``acquired <slot>``
 and holds it until stdin ends; the tests SIGKILL it.
+
+With an asyncio ``driver`` (``aiomysql``, ``asyncmy``) each mode runs the same on an
+``AsyncLocker`` (stdin is read in the loop's executor: the worker's own thread, not the
+library's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import sys
@@ -26,6 +31,7 @@ import time
 from typing import Any
 
 from PyMySQLLock import Locker, Term
+from PyMySQLLock.aio import ASYNC_DRIVER_NAMES, AsyncLocker, AsyncTerm
 
 
 def say(line: str) -> None:
@@ -44,6 +50,15 @@ def count_holders(path: str, change: int) -> None:
         file.write(f"{now} {max(most, now)}")
 
 
+def _election_options(spec: dict[str, Any], elected: Any, demoted: Any) -> dict[str, Any]:
+    return {
+        "identity": spec["identity"],
+        "on_elected": elected,
+        "on_demoted": demoted,
+        "refresh_interval_secs": spec["interval"],
+    }
+
+
 def election(locker: Locker, spec: dict[str, Any]) -> None:
     def elected(term: Term) -> None:
         say(f"elected {term.election.lock.connection_id}")
@@ -51,13 +66,7 @@ def election(locker: Locker, spec: dict[str, Any]) -> None:
     def demoted(term: Term) -> None:
         say(f"demoted {term.reason}")
 
-    candidate = locker.election(
-        spec["name"],
-        identity=spec["identity"],
-        on_elected=elected,
-        on_demoted=demoted,
-        refresh_interval_secs=spec["interval"],
-    )
+    candidate = locker.election(spec["name"], **_election_options(spec, elected, demoted))
     with candidate:
         say("ready")
         for line in sys.stdin:
@@ -85,10 +94,54 @@ def hold(locker: Locker, spec: dict[str, Any]) -> None:
         sys.stdin.read()
 
 
+async def aio_election(locker: AsyncLocker, spec: dict[str, Any]) -> None:
+    async def elected(term: AsyncTerm) -> None:  # a coroutine callback, on purpose
+        say(f"elected {term.election.lock.connection_id}")
+
+    def demoted(term: AsyncTerm) -> None:
+        say(f"demoted {term.reason}")
+
+    candidate = locker.election(spec["name"], **_election_options(spec, elected, demoted))
+    async with candidate:
+        say("ready")
+        while True:
+            line = (await asyncio.to_thread(sys.stdin.readline)).strip()
+            if line == "resign":
+                await candidate.resign()
+            elif line in ("stop", ""):
+                break
+
+
+async def aio_semaphore(locker: AsyncLocker, spec: dict[str, Any]) -> None:
+    gate = locker.semaphore(spec["name"], spec["limit"], timeout=60)
+    say("ready")
+    for _ in range(spec["count"]):
+        async with gate:
+            count_holders(spec["counter"], +1)
+            await asyncio.sleep(spec["hold"])  # the protected work
+            count_holders(spec["counter"], -1)
+    say("done")
+
+
+async def aio_hold(locker: AsyncLocker, spec: dict[str, Any]) -> None:
+    async with locker.semaphore(spec["name"], spec["limit"]) as gate:
+        say(f"acquired {gate.slot}")
+        await asyncio.to_thread(sys.stdin.read)
+
+
+async def aio_main(spec: dict[str, Any]) -> None:
+    modes = {"election": aio_election, "semaphore": aio_semaphore, "hold": aio_hold}
+    async with AsyncLocker(driver=spec["driver"], **spec["connect"]) as locker:
+        await modes[spec["mode"]](locker, spec)
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
     modes = {"election": election, "semaphore": semaphore, "hold": hold}
     try:
+        if spec["driver"] in ASYNC_DRIVER_NAMES:
+            asyncio.run(aio_main(spec))
+            return 0
         with Locker(driver=spec["driver"], **spec["connect"]) as locker:
             modes[spec["mode"]](locker, spec)
     except Exception as exc:  # noqa: BLE001 - reported to the test through stdout

@@ -1,8 +1,9 @@
 """Leader election (``Locker.election``) against the real server, under every driver.
 
 Candidates run in threads (callback order, resign, stop) and in processes of their own
-(``coordworker.py``): the leader is SIGKILLed, its session is KILLed, or the server restarts,
-and another candidate must lead soon after, while a leader that lost its lock is told. The
+(``coordworker.py``, under the asyncio drivers too): the leader is SIGKILLed, its session is
+KILLed, or the server restarts, and another candidate must lead soon after, while a leader that
+lost its lock is told. The
 bounds are generous (CPUs are shared); the failover times themselves are measured by
 ``benchmarks/election.py``.
 """
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workerprocess import WorkerProcess
+from workerprocess import Candidates
 
 from PyMySQLLock import InvalidArgumentError, LockLostError, LockNotHeldError, Term
 from PyMySQLLock.election import LEADER_MARK
@@ -209,61 +210,10 @@ def test_cli_list_shows_the_leader(make_locker, lock_name, server, driver):
 # --------------------------------------------------------------------------- processes
 
 
-class Candidates:
-    """Candidate processes; every line they print lands in one queue, tagged by process."""
-
-    def __init__(self, server, driver: str, name: str, tmp_path: Path) -> None:
-        self.lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
-        self.workers: list[WorkerProcess] = []
-        self._spec = {
-            "driver": driver,
-            "connect": server.connect_kwargs(),
-            "mode": "election",
-            "name": name,
-            "interval": INTERVAL,
-        }
-        self._tmp = tmp_path
-        self._threads: list[threading.Thread] = []
-
-    def start(self, count: int) -> None:
-        for n in range(count):
-            spec = {**self._spec, "identity": f"proc-{n}"}
-            worker = WorkerProcess(WORKER_SCRIPT, spec, self._tmp / f"candidate-{n}.stderr")
-            worker.expect("ready")
-            self.workers.append(worker)
-            thread = threading.Thread(target=self._pump, args=(n, worker), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _pump(self, number: int, worker: WorkerProcess) -> None:
-        while True:
-            line = worker._lines.get()
-            self.lines.put((number, line))
-            if line is None:
-                return
-
-    def next(self, timeout: float) -> tuple[int, str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                number, line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"no candidate printed anything within {timeout} s")
-            if line is not None:
-                assert not line.startswith("error"), line
-                return number, line
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.close()
-        for thread in self._threads:
-            thread.join(10)
-
-
 @pytest.fixture
-def candidates(server, driver, lock_name, tmp_path):
-    """Candidate processes on the session server (started by the test)."""
-    made = Candidates(server, driver, lock_name, tmp_path)
+def candidates(server, worker_driver, lock_name, tmp_path):
+    """Candidate processes on the session server (started by the test), under every driver."""
+    made = Candidates(WORKER_SCRIPT, server, worker_driver, lock_name, INTERVAL, tmp_path)
     yield made
     made.close()
 
@@ -299,8 +249,8 @@ def test_failover_when_the_leader_dies_or_its_session_is_killed(candidates, lock
             assert _holder(sql, lock_name) == int(line.split()[1])
 
 
-def test_failover_after_a_server_restart(fresh_server, driver, lock_name, tmp_path):
-    made = Candidates(fresh_server, driver, lock_name, tmp_path)
+def test_failover_after_a_server_restart(fresh_server, worker_driver, lock_name, tmp_path):
+    made = Candidates(WORKER_SCRIPT, fresh_server, worker_driver, lock_name, INTERVAL, tmp_path)
     try:
         made.start(2)
         leader, line = made.next(30)

@@ -1,7 +1,8 @@
 """Counting semaphores (``Locker.semaphore``) against the real server, under every driver.
 
 The promises checked: never more than ``limit`` holders (counted outside the library, by the
-server and by worker processes in a shared file), every waiter gets its turn, a waiter is
+server and by worker processes in a shared file; the processes run every driver, asyncio
+ones too), every waiter gets its turn, a waiter is
 handed a freed slot by the server (no polling), a SIGKILLed holder frees its slot, and a held
 slot is an ordinary lock for loss detection and listings.
 """
@@ -12,12 +13,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from workerprocess import WorkerProcess
+from workerprocess import CoordWorkers
 
 from PyMySQLLock import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
     LockAlreadyHeldError,
+    Locker,
     LockLostError,
     LockNotHeldError,
     LockTimeoutError,
@@ -129,19 +131,11 @@ def test_slots_are_listed_as_locks(locker, lock_name):
 
 
 @pytest.fixture
-def coord_process(server, driver, tmp_path):
-    """``coord_process(**spec)``: a started ``coordworker.py`` with the test's driver."""
-    made: list[WorkerProcess] = []
-
-    def start(**spec) -> WorkerProcess:
-        spec = {"driver": driver, "connect": server.connect_kwargs(), **spec}
-        worker = WorkerProcess(WORKER_SCRIPT, spec, tmp_path / f"worker-{len(made)}.stderr")
-        made.append(worker)
-        return worker
-
-    yield start
-    for worker in made:
-        worker.close()
+def coord_process(server, worker_driver, tmp_path):
+    """``coord_process(**spec)``: a started ``coordworker.py``, under every driver (asyncio too)."""
+    workers = CoordWorkers(WORKER_SCRIPT, server, worker_driver, tmp_path)
+    yield workers.start
+    workers.close()
 
 
 def test_processes_never_exceed_the_limit_and_all_get_turns(coord_process, lock_name, tmp_path):
@@ -169,12 +163,14 @@ def test_processes_never_exceed_the_limit_and_all_get_turns(coord_process, lock_
     assert 1 <= most <= limit
 
 
-def test_sigkilled_holder_frees_its_slot(coord_process, make_locker, lock_name, spawn):
+def test_sigkilled_holder_frees_its_slot(coord_process, server, lock_name, spawn):
     holder = coord_process(mode="hold", name=lock_name, limit=1)
     holder.expect("acquired 1")
-    waiter = make_locker().semaphore(lock_name, 1)
+    observer = Locker(**server.connect_kwargs())  # the holder process has the test's driver
+    waiter = observer.semaphore(lock_name, 1)
     assert waiter.acquire(0) is False
     worker = spawn(waiter.acquire, 30)
     holder.kill()
     assert worker.result() is True
     waiter.release()
+    observer.close()

@@ -12,6 +12,7 @@ keepalive's checks itself, at the same rate, on those connections.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import threading
@@ -140,6 +141,9 @@ async def _measure(
         locker.lock(f"{prefix}{n}", refresh_interval_secs=interval, on_lost=on_lost)
         for n in range(count)
     ]
+    # Each part starts from a full collection, so that neither inherits the other's garbage
+    # nor a collector tuned to the other's heap.
+    gc.collect()
     began = time.perf_counter()
     acquired = sum(await _bounded(count, lambda n: locks[n].acquire(timeout=60)))
     acquire_seconds = time.perf_counter() - began
@@ -148,6 +152,7 @@ async def _measure(
     python_threads = threading.active_count() - 1
     sessions = len({lock.connection_id for lock in locks})
 
+    gc.collect()
     selects_before = await _status(admin_cursor, "Com_select")
     server_cpu_before = cpu_seconds(server_pid)
     cpu_before = time.process_time()
@@ -185,9 +190,11 @@ async def _measure(
         await raw_value(cursor, "SELECT GET_LOCK(%s, 10)", (f"{prefix}raw-{number}",))
         return connection, cursor
 
+    gc.collect()
     began = time.perf_counter()
     raw = await _bounded(count, raw_take)
     raw_seconds = time.perf_counter() - began
+    gc.collect()
     raw_check_cpu = await _raw_checks([cursor for _, cursor in raw], prefix, interval)
     for connection, _ in raw:
         connection.close()

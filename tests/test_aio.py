@@ -22,6 +22,7 @@ from PyMySQLLock import (
     InvalidArgumentTypeError,
     Lock,
     LockAlreadyHeldError,
+    LockConnectionError,
     LockError,
     LockLostError,
     LockNotHeldError,
@@ -372,6 +373,31 @@ async def test_the_loop_watch_catches_a_blocking_step() -> None:
     busy = re.search(r"\(CPU ([\d.]+) s, (\d+) sleeps\)$", watch.reports[1])
     assert busy is not None
     assert float(busy.group(1)) >= 0.05, watch.reports[1]
+
+
+@pytest.mark.lifecycle
+@pytest.mark.slow
+async def test_read_timeout_on_a_hung_server_after_an_answered_statement(
+    fresh_server: Any, async_driver: str, watch_loop: Any, lock_name: str
+) -> None:
+    """A statement sent just after an answered one gets its own full read timeout: the one
+    timer of the pool, armed for the first statement, waits again for the second."""
+    # 2 s: room for the steps between the two statements on a busy machine.
+    async with AsyncLocker(
+        **fresh_server.connect_kwargs(), driver=async_driver, ping_timeout=2
+    ) as locker:
+        assert await locker.holder(lock_name) is None
+        loop = asyncio.get_running_loop()
+        fresh_server.pause()  # SIGSTOP: connections stay open, nothing answers
+        try:
+            began = loop.time()
+            with pytest.raises(LockConnectionError, match="did not answer within 2 s"):
+                await asyncio.wait_for(locker.holder(lock_name), 10)
+            waited = loop.time() - began
+        finally:
+            fresh_server.resume()
+        assert waited >= 2.0  # not cut short by the deadline of the first statement
+        assert await locker.holder(lock_name) is None  # the pool goes on with a new session
 
 
 @pytest.mark.lifecycle

@@ -23,11 +23,14 @@ from PyMySQLLock import (  # noqa: E402
     LockConnectionError,
     Locker,
 )
+from PyMySQLLock.aio import AsyncLocker  # noqa: E402
 
 DIALECTS = {
     "pymysql": "mysql+pymysql",
     "mysql.connector": "mysql+mysqlconnector",
     "MySQLdb": "mysql+mysqldb",
+    "aiomysql": "mysql+aiomysql",
+    "asyncmy": "mysql+asyncmy",
 }
 #: A password SQLAlchemy must escape in a URL and masks in str(url).
 SECRET = "p@ss:w/rd %?#" + secrets.token_hex(3)
@@ -157,6 +160,54 @@ def test_keyword_arguments_win_over_the_engine(engine, server, driver):
 def test_unsupported_dialects_are_refused_by_name(url, message):
     with pytest.raises(InvalidArgumentError, match=message):
         Locker.from_url(make_url(url))
+
+
+@pytest.mark.asyncio
+async def test_async_locker_from_a_sqlalchemy_url_object(
+    server, async_driver, secret_account, lock_name
+):
+    url = _url(server, async_driver, username=secret_account, password=SECRET)
+    locker = AsyncLocker.from_url(url, namespace="sa")
+    try:
+        assert locker.driver.name == async_driver
+        async with locker.lock(lock_name, timeout=5) as lock:
+            assert await locker.is_locked(lock_name)
+            assert lock.server_name == f"sa.{lock_name}"  # the namespace came with the call
+    finally:
+        await locker.close()
+
+
+@pytest.mark.asyncio
+async def test_async_locker_from_engine_carries_connect_args_over(server, async_driver, lock_name):
+    """The Engine that an AsyncEngine wraps (sync_engine): the arguments are read from it
+    without an event loop, and an AsyncEngine would need greenlet here for nothing."""
+    # The init command also changes the character set, which the library sets back.
+    command = "SET @pymysqllock_probe = 42, character_set_client = latin1"
+    engine = sqlalchemy.create_engine(
+        _url(server, async_driver), connect_args={"init_command": command}
+    )
+    locker = AsyncLocker.from_engine(engine, pool_size=1)
+    try:
+        assert (locker.driver.name, locker.pool_size) == (async_driver, 1)
+        async with locker.lock(lock_name, timeout=5) as lock, lock.cursor() as cursor:
+            await cursor.execute("SELECT @pymysqllock_probe, @@character_set_client")
+            assert tuple(await cursor.fetchone()) == (42, "utf8mb4")
+    finally:
+        await locker.close()
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql+pymysql://u@127.0.0.1/d", "blocking one, and an AsyncLocker"),
+        ("mysql+cymysql://u@127.0.0.1/d", r"mysql\+cymysql dialect"),
+        ("sqlite://", "is for sqlite"),
+    ],
+)
+def test_an_async_locker_refuses_other_dialects_by_name(url, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        AsyncLocker.from_url(make_url(url))
 
 
 def test_an_engine_of_another_database_is_refused():

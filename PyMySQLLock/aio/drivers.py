@@ -342,6 +342,17 @@ class AsyncmyAdapter(AsyncDriverAdapter):
 
         return raw._transport, closed
 
+    async def after_connect(self, raw: Any, options: dict[str, Any]) -> None:
+        """Set the library's character set again if an option may have changed it.
+
+        asyncmy's own ``set_charset()`` fails (it reads an attribute its ``Charset`` lacks,
+        in 0.2.18), so the statement is sent here; the connection was opened with that
+        character set, so its own idea of the encoding is already right.
+        """
+        if self.charset_changing_options & options.keys():
+            async with raw.cursor() as cursor:
+                await cursor.execute(f"SET NAMES {LIBRARY_CHARSET}")
+
     def __init__(self) -> None:
         super().__init__()
         #: Whether the server turned out not to offer TLS (learned under ``PREFERRED``).

@@ -124,18 +124,28 @@ class AsyncLocker:
         self._listing: Listing | None = None
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> AsyncLocker:
+    def from_url(cls, url: Any, **kwargs: Any) -> AsyncLocker:
         """Make an AsyncLocker from a URL such as ``mysql+aiomysql://user:pw@host:3306/db``.
 
         The schemes are ``mysql+aiomysql``, ``mysql+asyncmy`` and plain ``mysql`` (the default
         driver), also spelled ``mariadb...``; the query options are those of
-        :mod:`PyMySQLLock.config`.
+        :mod:`PyMySQLLock.config`. A SQLAlchemy ``URL`` object (``mysql+aiomysql`` or
+        ``mysql+asyncmy``, or ``mariadb+``) is read as SQLAlchemy itself would connect with
+        it, its password intact (see :meth:`from_engine`).
 
         :param url: the URL; the password in it may be percent-encoded.
         :param kwargs: more AsyncLocker or ``connect()`` arguments; they win over the URL's.
         :returns: an AsyncLocker (not yet connected).
         :raises InvalidArgumentError: for a blocking driver's scheme, or a bad URL.
+
+        .. versionchanged:: 1.0
+           Also a SQLAlchemy ``URL``.
         """
+        if not isinstance(url, str) and type(url).__module__.startswith("sqlalchemy."):
+            from ..contrib.sqlalchemy import url_arguments
+
+            found = url_arguments(url, for_asyncio=True)
+            return cls(**{"driver": found.driver, **found.kwargs, **kwargs})
         settings = parse_url(url)
         if settings.driver is not None and settings.driver not in ASYNC_DRIVER_NAMES:
             raise InvalidArgumentError(
@@ -147,6 +157,29 @@ class AsyncLocker:
         options.update(settings.connect_kwargs)
         options.update(kwargs)
         return cls(**options)
+
+    @classmethod
+    def from_engine(cls, engine: Any, **kwargs: Any) -> AsyncLocker:
+        """Make an AsyncLocker that connects as a SQLAlchemy engine does, on connections of its own.
+
+        The driver comes from the engine's dialect (``mysql+aiomysql``, ``mysql+asyncmy``, or
+        the same with ``mariadb+``); the connect arguments are the ones the engine gives its
+        driver, ``connect_args=`` (TLS included) and password intact. They are read without
+        connecting and without an event loop; nothing is taken from the engine's pool. Needs
+        SQLAlchemy, imported only by this call.
+
+        :param engine: a ``sqlalchemy.ext.asyncio.AsyncEngine`` (or the ``Engine`` it wraps).
+        :param kwargs: more AsyncLocker or ``connect()`` arguments; they win over the engine's.
+        :returns: an AsyncLocker (not yet connected).
+        :raises InvalidArgumentError: for an engine of another database, a blocking or
+            unsupported driver, or an engine made with ``creator=``.
+
+        .. versionadded:: 1.0
+        """
+        from ..contrib.sqlalchemy import engine_arguments
+
+        found = engine_arguments(engine, for_asyncio=True)
+        return cls(**{"driver": found.driver, **found.kwargs, **kwargs})
 
     def __repr__(self) -> str:
         shown = " ".join(

@@ -7,8 +7,9 @@ exactly as the application's engine does: the same DBAPI driver, credentials, TL
 event, on a fresh pool of the engine's, before any network traffic.
 
 :meth:`PyMySQLLock.Locker.from_engine` and :meth:`PyMySQLLock.Locker.from_url` (given a
-SQLAlchemy ``URL``) use this module; it imports SQLAlchemy, which ``import PyMySQLLock`` never
-does.
+SQLAlchemy ``URL``) use this module for the blocking drivers, and
+:meth:`PyMySQLLock.aio.AsyncLocker.from_engine` and :meth:`~PyMySQLLock.aio.AsyncLocker.from_url`
+for the asyncio ones; it imports SQLAlchemy, which ``import PyMySQLLock`` never does.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ DIALECT_DRIVERS = {
     "mysqldb": "MySQLdb",
     "mysqlconnector": "mysql.connector",
 }
-#: The asyncio DBAPIs: refused, with a pointer to :class:`PyMySQLLock.aio.AsyncLocker`.
+#: The asyncio DBAPIs, for :class:`PyMySQLLock.aio.AsyncLocker` (a Locker refuses them).
 ASYNC_DIALECT_DRIVERS = {"aiomysql": "aiomysql", "asyncmy": "asyncmy"}
 _BACKENDS = ("mysql", "mariadb")
 
@@ -88,25 +89,36 @@ def _driver(dialect: Any, what: str) -> tuple[str, bool]:
     )
 
 
-def _refuse_async(driver: str) -> None:
-    # Reading an async engine's connect arguments would need its asyncio pool (and greenlet);
-    # AsyncLocker takes the same URL as a string instead.
-    raise InvalidArgumentError(
-        f"the {driver} driver is an asyncio one, and a Locker needs a blocking driver "
-        "(mysql+pymysql, mysql+mysqldb or mysql+mysqlconnector); for asyncio use "
-        f"PyMySQLLock.aio.AsyncLocker.from_url('mysql+{driver}://...') with the engine's "
-        "URL and connect arguments"
-    )
+def _check_kind(driver: str, is_async: bool, for_asyncio: bool) -> None:
+    """Refuse an asyncio driver for a Locker, and a blocking one for an AsyncLocker."""
+    if is_async and not for_asyncio:
+        raise InvalidArgumentError(
+            f"the {driver} driver is an asyncio one, and a Locker needs a blocking driver "
+            "(mysql+pymysql, mysql+mysqldb or mysql+mysqlconnector); for asyncio use "
+            "PyMySQLLock.aio.AsyncLocker.from_engine() or .from_url()"
+        )
+    if for_asyncio and not is_async:
+        raise InvalidArgumentError(
+            f"the {driver} driver is a blocking one, and an AsyncLocker needs an asyncio "
+            "driver (mysql+aiomysql or mysql+asyncmy); for a blocking driver use "
+            "PyMySQLLock.Locker.from_engine() or .from_url()"
+        )
 
 
-def engine_arguments(engine: Any) -> ConnectArguments:
+def engine_arguments(engine: Any, *, for_asyncio: bool = False) -> ConnectArguments:
     """Learn how ``engine`` connects, without connecting.
 
+    The arguments are captured where the engine hands them to its driver, before the driver
+    is called: an asyncio engine's are read without an event loop.
+
     :param engine: a SQLAlchemy ``sqlalchemy.engine.Engine``, or an ``AsyncEngine``.
+    :param for_asyncio: whether they are for an AsyncLocker (an asyncio driver) rather than a
+        Locker (a blocking one).
     :returns: the driver and the arguments of its ``connect()``.
     :raises InvalidArgumentTypeError: if ``engine`` is not an engine.
     :raises InvalidArgumentError: for a database other than MySQL/MariaDB, an unsupported
-        driver, or an engine made with ``creator=`` (whose arguments are not visible).
+        driver or one of the other kind, or an engine made with ``creator=`` (whose arguments
+        are not visible).
     """
     sync_engine = getattr(engine, "sync_engine", engine)  # an AsyncEngine wraps a sync one
     if not isinstance(sync_engine, Engine):
@@ -114,8 +126,7 @@ def engine_arguments(engine: Any) -> ConnectArguments:
             f"engine must be a SQLAlchemy Engine or AsyncEngine, not {type(engine).__name__}"
         )
     driver, is_async = _driver(sync_engine.dialect, "the engine")
-    if is_async:
-        _refuse_async(driver)
+    _check_kind(driver, is_async, for_asyncio)
 
     def capture(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
         if getattr(_CAPTURING, "active", False):
@@ -130,7 +141,12 @@ def engine_arguments(engine: Any) -> ConnectArguments:
     try:
         connection = pool.connect()
     except _Captured as captured:
-        return ConnectArguments(driver, captured.connect_args, dict(captured.connect_kwargs))
+        kwargs = dict(captured.connect_kwargs)
+        if for_asyncio and "db" in kwargs and "database" not in kwargs:
+            # The asyncio dialects pass the database as db=, their drivers' own name; an
+            # AsyncLocker's (and these docs') is database=, as the blocking dialects pass it.
+            kwargs["database"] = kwargs.pop("db")
+        return ConnectArguments(driver, captured.connect_args, kwargs)
     finally:
         _CAPTURING.active = False
         event.remove(sync_engine, "do_connect", capture)
@@ -142,11 +158,12 @@ def engine_arguments(engine: Any) -> ConnectArguments:
     )
 
 
-def url_arguments(url: Any) -> ConnectArguments:
+def url_arguments(url: Any, *, for_asyncio: bool = False) -> ConnectArguments:
     """Learn how an engine made from ``url`` would connect (no ``connect_args``).
 
     :param url: a SQLAlchemy ``sqlalchemy.engine.URL``; its password is used as it is
         (``str(url)`` would mask it as ``***``).
+    :param for_asyncio: see :func:`engine_arguments`.
     :returns: see :func:`engine_arguments`.
     :raises InvalidArgumentError: see :func:`engine_arguments`.
     """
@@ -155,10 +172,11 @@ def url_arguments(url: Any) -> ConnectArguments:
     driver, is_async = _driver(
         url.get_dialect(), f"the URL {url.render_as_string(hide_password=True)!r}"
     )
-    if is_async:
-        _refuse_async(driver)
+    _check_kind(driver, is_async, for_asyncio)
+    # A plain Engine, also for an asyncio dialect: only its arguments are read, and an
+    # AsyncEngine would need greenlet for nothing.
     engine = create_engine(url)
     try:
-        return engine_arguments(engine)
+        return engine_arguments(engine, for_asyncio=for_asyncio)
     finally:
         engine.dispose()

@@ -383,9 +383,10 @@ _Command = tuple[
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Make the argument parser of ``pymysqllock``.
 
-    :param only: a sub-command whose options alone are wanted: the others are still listed
-        (for the top-level help) but take none. Building every option of every sub-command
-        was a noticeable share of a ``run`` that cron starts again and again.
+    :param only: the one sub-command wanted (a line that starts with it needs no other, nor
+        the top-level help that lists them all); ``None``: all of them. Building every option
+        of every sub-command was a noticeable share of a ``run`` that cron starts again and
+        again.
     :returns: the parser; each sub-command sets ``handler`` in the parsed namespace.
     """
     wanted = [entry for entry in _COMMAND_TABLE if only in (None, entry[0])]
@@ -403,24 +404,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "-v", dest="verbose_before", action="count", default=0, help=argparse.SUPPRESS
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for entry in _COMMAND_TABLE:
-        name, handler, text, server, add_options = entry
-        built = entry in wanted
-        parents = []
-        if built:
-            parents = [common, connection] if server and connection is not None else [common]
+    for name, handler, text, server, add_options in wanted:
         sub = subparsers.add_parser(
             name,
             help=text,
             description=text,
             epilog=EXIT_CODES_HELP,
             formatter_class=_HelpFormatter,
-            parents=parents,
+            parents=[common, connection] if server and connection is not None else [common],
             add_help=False,
         )
         sub.set_defaults(handler=handler)
-        if built:
-            add_options(sub)
+        add_options(sub)
     return parser
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import optionfile
@@ -34,9 +33,11 @@ class UsageError(Exception):
     """The command line cannot be carried out as given (exit 2)."""
 
 
-@dataclass
 class ConnectionOptions:
     """Where and how to connect, resolved from the command line, environment and files.
+
+    A plain class, not a dataclass: defining a dataclass (it compiles the generated methods)
+    costs more than the rest of this module, in every ``pymysqllock run`` that cron starts.
 
     :param driver: the driver name, or ``None`` for the first installed.
     :param connect_kwargs: driver-neutral ``connect()`` arguments.
@@ -44,10 +45,17 @@ class ConnectionOptions:
     :param source: where the settings came from, for messages.
     """
 
-    driver: str | None = None
-    connect_kwargs: dict[str, Any] = field(default_factory=dict)
-    locker_options: dict[str, Any] = field(default_factory=dict)
-    source: str = "defaults"
+    def __init__(
+        self,
+        driver: str | None = None,
+        connect_kwargs: dict[str, Any] | None = None,
+        locker_options: dict[str, Any] | None = None,
+        source: str = "defaults",
+    ) -> None:
+        self.driver = driver
+        self.connect_kwargs: dict[str, Any] = {} if connect_kwargs is None else connect_kwargs
+        self.locker_options: dict[str, Any] = {} if locker_options is None else locker_options
+        self.source = source
 
     def __repr__(self) -> str:
         return f"<ConnectionOptions {self.describe()} from {self.source}>"

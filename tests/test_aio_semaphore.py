@@ -10,6 +10,7 @@ leaves no slot, no turnstile and no session behind.
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any, Callable
 
 import pytest
@@ -248,3 +249,56 @@ async def test_tasks_never_exceed_the_limit_and_all_get_turns(
     await asyncio.wait_for(asyncio.gather(*(worker(number) for number in range(6))), 80)
     assert most <= limit
     assert turns == dict.fromkeys(range(6), rounds)
+
+
+async def test_random_cancellations_leave_no_slot_or_session(
+    make_async_locker: MakeAsync, lock_name: str
+) -> None:
+    """Acquires cancelled at random moments while other tasks take and give back slots.
+
+    Each cancelled acquire is somewhere in its tries, on the turnstile, waiting on every slot,
+    or granted; afterwards its object holds nothing, and at the end the server shows no slot,
+    no turnstile and no wait, and the locker no session in use.
+    """
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    limit = 2
+    cycler_locker, locker, admin = make_async_locker(), make_async_locker(), make_async_locker()
+    stop = asyncio.Event()
+
+    async def cycle() -> None:  # keeps the slots changing hands
+        gate = cycler_locker.semaphore(lock_name, limit)
+        while not stop.is_set():
+            async with gate:
+                await asyncio.sleep(rng.uniform(0, 0.01))
+
+    cyclers = [asyncio.ensure_future(cycle()) for _ in range(limit)]
+    outcomes: dict[str, int] = {"acquired": 0, "cancelled": 0}
+    for _ in range(40):
+        gate = locker.semaphore(lock_name, limit)
+        task = asyncio.ensure_future(gate.acquire(30))
+        await asyncio.wait({task}, timeout=rng.uniform(0, 0.03))
+        task.cancel()
+        try:
+            got = await task
+        except asyncio.CancelledError:
+            got = None
+        if got:
+            outcomes["acquired"] += 1
+            assert gate.locked(), f"seed {seed}"
+            await gate.release()
+        else:
+            outcomes["cancelled"] += 1
+            assert not gate.locked(), f"seed {seed}"
+            assert gate.slot is None, f"seed {seed}"
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*cyclers), 30)
+    await asyncio.wait_for(asyncio.gather(*locker._tracked), 30)  # hand-ons under way
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while await _held_slots(admin, lock_name, limit) or await _waiting(admin, lock_name + "#"):
+        assert loop.time() < deadline, f"seed {seed}: a slot or a wait was left behind"
+        await asyncio.sleep(0.01)
+    assert await admin.holder(queue_name(lock_name)) is None, f"seed {seed}"
+    assert not locker._pool._in_use, f"seed {seed}: a session is still in use"
+    assert outcomes["cancelled"] > 0, (seed, outcomes)

@@ -132,26 +132,21 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
         won = await self._try_all(interval)
         if won is not None or time.monotonic() >= deadline:
             return won
-        if not await self._turnstile.acquire(_left(deadline), interval):
+        if await self._first(self._start([self._turnstile], deadline, interval)) is None:
             return None
         handed_on = False
         try:
             # A slot may have been released while this waiter queued.
+            waits: dict[asyncio.Future[bool], AsyncLock] = {}
             won = await self._try_all(interval)
+            if won is None:
+                waits = self._start(self._slots, deadline, interval)
+                won = await self._first(waits)
             if won is not None:
-                return won
-            if self._limit == 1:
-                slot = self._slots[0]
-                return slot if await slot.acquire(_left(deadline), interval) else None
-            waits: dict[asyncio.Future[bool], AsyncLock] = {
-                asyncio.ensure_future(slot.acquire(_left(deadline), interval)): slot
-                for slot in self._slots
-            }
-            won = await self._first(waits)
-            if won is not None:
-                # Return at once with the slot: the other waits are ended, and the turnstile
-                # handed on, behind the caller's back (the next acquire() of this object, and
-                # close(), wait for that).
+                # Return at once with the slot, without another await that a cancellation
+                # could interrupt before the slot is recorded: the other waits are ended, and
+                # the turnstile handed on, behind the caller's back (the next acquire() of
+                # this object, and close(), wait for that).
                 self._settling = self._locker._track(self._hand_on(waits, won))
                 handed_on = True
             return won
@@ -159,6 +154,20 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
             if not handed_on:
                 # Handed on to the next waiter; a cancelled release closes the session instead.
                 await self._turnstile.release()
+
+    @staticmethod
+    def _start(
+        locks: list[AsyncLock], deadline: float, interval: float
+    ) -> dict[asyncio.Future[bool], AsyncLock]:
+        """Start a wait for each of ``locks``, each in a task (and on a session) of its own.
+
+        Even a single wait runs so: a cancelled one is then ended with ``KILL QUERY`` by
+        :func:`_settle` (a closed session's wait would go on on the server until it timed out,
+        and could be granted meanwhile).
+        """
+        return {
+            asyncio.ensure_future(lock.acquire(_left(deadline), interval)): lock for lock in locks
+        }
 
     async def _try_all(self, interval: float) -> AsyncLock | None:
         """Try every slot once with timeout 0, from a random one on."""
@@ -169,12 +178,12 @@ class AsyncSemaphore(SemaphoreViews[AsyncLock]):
         return None
 
     async def _first(self, waits: dict[asyncio.Future[bool], AsyncLock]) -> AsyncLock | None:
-        """Wait for the first slot granted.
+        """Wait for the first lock granted.
 
         When there is none (every wait timed out, or one failed), or the task is cancelled,
         every wait is ended before this returns or raises, shielded from a second cancellation.
 
-        :raises LockError: when a wait failed before any slot was granted.
+        :raises LockError: when a wait failed before any lock was granted.
         """
         won: AsyncLock | None = None
         failure: BaseException | None = None

@@ -3,9 +3,15 @@
 Three commands run as fresh processes, side by side in one run: ``python -c pass`` (the
 interpreter's own start), the same interpreter importing the driver and making one raw
 connection to the benchmark's server and closing it (the least any wrapper has to do), and the
-installed console script ``pymysqllock run --driver D NAME -- true`` with a new lock name every
-time. Each round runs the three back to back, in a rotating order, so that the machine's moods
+console script ``pymysqllock run --driver D NAME -- true`` with a new lock name every time.
+Each round runs the three back to back, in a rotating order, so that the machine's moods
 (other work, idle-CPU wake-ups) fall on all of them alike.
+
+They run as a user's machine runs them: in a virtualenv of their own, where PyMySQLLock is
+installed from a wheel built from this checkout, with the benchmark interpreter's packages
+(the drivers) importable through a ``.pth`` file and no ``PYTHONPATH``. The development
+virtualenv would flatter the wrapper: its editable install puts an import finder into every
+start of the interpreter, ``python -c pass`` included, and that fixed cost shrinks the ratio.
 
 All three run with the same interpreter, flags and environment. That environment writes and
 reads byte code in a directory of its own (``PYTHONPYCACHEPREFIX``, removed afterwards), even
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -40,6 +48,11 @@ RATIO_LIMIT = 2.0
 CLI, RAW = "pymysqllock run", "pass + raw connect"
 #: Bound on one process; a cron wrapper that takes longer is broken, not slow.
 PROCESS_TIMEOUT = 60.0
+#: Bound on building the wheel and making the virtualenv.
+SETUP_TIMEOUT = 600.0
+#: What the wheel is built from: the files of this checkout that setup.cfg reads.
+_SOURCES = ("PyMySQLLock", "setup.cfg", "setup.py", "pyproject.toml", "README.rst", "HISTORY.rst")
+_SOURCES_OPTIONAL = ("LICENSE", "MANIFEST.in")
 #: How each driver's module is imported and its connect function called.
 _CONNECT = {
     "pymysql": ("pymysql", "pymysql.connect"),
@@ -49,21 +62,67 @@ _CONNECT = {
 
 
 def _environment(pycache: str) -> dict[str, str]:
-    """This environment, without what would change how the CLI connects or warns, and with
-    byte code cached in ``pycache`` (see the module's docstring)."""
+    """This environment, without what would change how the CLI connects or warns or which
+    PyMySQLLock it imports, and with byte code cached in ``pycache`` (see the module's
+    docstring)."""
     dropped = (
         "PYMYSQLLOCK_URL",
         "MYSQL_HOME",
         "MARIADB_HOME",
         "PYTHONWARNINGS",
         "PYTHONDONTWRITEBYTECODE",
+        "PYTHONPATH",
     )
     environment = {key: value for key, value in os.environ.items() if key not in dropped}
     environment["PYTHONPYCACHEPREFIX"] = pycache
     return environment
 
 
-def _commands(driver: str, target: MySQLTarget, script: Path) -> dict[str, list[str]]:
+def _setup(argv: list[str]) -> None:
+    """Run one step of the set-up; :raises subprocess.CalledProcessError: with its output."""
+    subprocess.run(argv, check=True, timeout=SETUP_TIMEOUT, capture_output=True)
+
+
+def _installed(workdir: Path) -> Path:
+    """Make a virtualenv with PyMySQLLock installed from a wheel of this checkout.
+
+    :param workdir: an empty directory for the copy, the wheel and the virtualenv.
+    :returns: the virtualenv's interpreter.
+    :raises subprocess.CalledProcessError: when building or installing fails.
+    """
+    root = Path(__file__).resolve().parent.parent
+    source = workdir / "source"
+    source.mkdir()
+    # A copy, so that building leaves nothing (build/, *.egg-info) in the checkout.
+    for name in (*_SOURCES, *(n for n in _SOURCES_OPTIONAL if (root / n).exists())):
+        if (root / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+            shutil.copytree(root / name, source / name, ignore=ignore)
+        else:
+            shutil.copy2(root / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    wheels = workdir / "wheels"
+    _setup([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)])
+    venv = workdir / "venv"
+    _setup([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    wheel = next(wheels.glob("*.whl"))
+    _setup([*pip, "--python", str(python), "install", "--no-deps", str(wheel)])
+    # The drivers: this interpreter's packages, as a plain path (its .pth files, the
+    # editable install's finder among them, are not run there).
+    found = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        timeout=SETUP_TIMEOUT,
+        capture_output=True,
+        text=True,
+    )
+    packages = "\n".join(site.getsitepackages())
+    (Path(found.stdout.strip()) / "benchmark-drivers.pth").write_text(packages + "\n")
+    return python
+
+
+def _commands(driver: str, target: MySQLTarget, python: Path, script: Path) -> dict[str, list[str]]:
     """The three command lines, by row kind (the CLI's lock name is appended per run)."""
     module, connect = _CONNECT[driver]
     raw = f"import {module}; {connect}(**{target.kwargs()!r}).close()"
@@ -75,8 +134,8 @@ def _commands(driver: str, target: MySQLTarget, script: Path) -> dict[str, list[
         urllib.parse.quote(target.database, safe=""),
     )
     return {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        RAW: [sys.executable, "-c", raw],
+        "python -c pass": [str(python), "-c", "pass"],
+        RAW: [str(python), "-c", raw],
         CLI: [str(script), "run", "--no-defaults", "--url", url, "--driver", driver],
     }
 
@@ -126,13 +185,13 @@ def _measure_driver(
     section: Section,
     ctx: RunContext,
     driver: str,
-    script: Path,
+    python: Path,
     rounds: int,
     run_id: str,
     pycache: str,
 ) -> None:
     """Measure one driver's three commands; add their rows and the target to ``section``."""
-    commands = _commands(driver, ctx.mysql, script)
+    commands = _commands(driver, ctx.mysql, python, python.parent / "pymysqllock")
     times = _measure(commands, ctx.reps, rounds, run_id, pycache)
     medians = {kind: [median(rep) for rep in reps] for kind, reps in times.items()}
     per_rep_ratio = [cli / raw for cli, raw in zip(medians[CLI], medians[RAW])]
@@ -173,16 +232,22 @@ def run(ctx: RunContext) -> Section:
             Column("ratio", "x raw connect", "{:.2f}"),
         ],
     )
-    script = Path(sys.executable).parent / "pymysqllock"
-    if not script.exists():
-        section.skipped = f"no console script at {script} (is the package installed?)"
-        return section
     rounds = ctx.size(20, 5)
     run_id = uuid.uuid4().hex[:12]
     ctx.log(f"clistart: {len(ctx.drivers)} drivers, {ctx.reps} reps x {rounds} rounds")
-    with tempfile.TemporaryDirectory(prefix="clistart-pycache-") as pycache:
+    with tempfile.TemporaryDirectory(prefix="clistart-") as workdir:
+        try:
+            python = _installed(Path(workdir))
+        except (subprocess.SubprocessError, OSError, StopIteration) as exc:
+            output = getattr(exc, "stderr", None) or b""
+            section.skipped = (
+                f"cannot install PyMySQLLock from a wheel of this checkout: {exc!r} "
+                f"{output.decode(errors='replace')[-500:]}"
+            )
+            return section
+        pycache = str(Path(workdir) / "pycache")
         for driver in ctx.drivers:
-            _measure_driver(section, ctx, driver, script, rounds, f"{run_id}-{driver}", pycache)
+            _measure_driver(section, ctx, driver, python, rounds, f"{run_id}-{driver}", pycache)
     section.details = {"rounds": rounds, "reps": ctx.reps, "interpreter": sys.executable}
     section.notes = [
         (
@@ -191,6 +256,12 @@ def run(ctx: RunContext) -> Section:
             "'import DRIVER; DRIVER.connect(...).close()' with the same interpreter and "
             "connection parameters; pymysqllock run = the installed console script, "
             "run --no-defaults --url URL --driver DRIVER NAME -- true, a new lock name each time"
+        ),
+        (
+            "all three in a virtualenv where PyMySQLLock is installed from a wheel of this "
+            "checkout (as pip installs it, not the development virtualenv's editable install, "
+            "whose import finder runs in every interpreter start and would shrink the ratio), "
+            "the drivers importable through a .pth file, no PYTHONPATH"
         ),
         (
             "all three with the same environment, byte code cached (PYTHONPYCACHEPREFIX, a "

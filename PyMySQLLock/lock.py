@@ -595,6 +595,8 @@ class Lock:
             reused = False
             result = row[0] if row else None
             if self._cancel_requested:
+                if result == 1:
+                    self._give_back(session)
                 continue
             if result == 1:
                 self._acquired_at = started
@@ -623,6 +625,18 @@ class Lock:
                 continue
             if chunk == 0:
                 time.sleep(min(_POLL_SECONDS, remaining))
+
+    def _give_back(self, session: Session) -> None:
+        """Release a grant that a :meth:`cancel` raced, before the acquire ends.
+
+        Closing the connection (which :meth:`acquire` still does, for a ``KILL QUERY`` that
+        may be on its way to it) frees the lock only once the server has processed the
+        close: :meth:`cancel` would return, and an election's ``stop()`` with it, while the
+        server still held the lock, failing the next taker's try. If the release fails, the
+        close frees the lock as before.
+        """
+        with contextlib.suppress(SessionLost, StatementFailed), session.mutex:
+            session.run(_RELEASE_LOCK, (self._server_name,))
 
     def _report_wait(self, session: Session, waited: float) -> None:
         """Log who holds the lock, asking on the waiting session (which is between waits)."""

@@ -385,6 +385,63 @@ def test_an_interrupt_anywhere_leaves_the_library_and_the_server_in_agreement(
 # --------------------------------------------------------------------------- 4-5. close, cancel
 
 
+def test_a_cancel_racing_the_grant_leaves_the_lock_free_when_it_returns(
+    make_locker, driver, unique_name, spawn, sql, lock_waiters
+):
+    # The server grants the waiting GET_LOCK, and cancel() asks before the acquire has read
+    # the grant. When cancel() returns, the lock must be free on the server, not once the
+    # server gets round to the close of the waiting connection (an election's stop() did
+    # return with its lock still held, under load). The adapter pins the race: the waiter
+    # reads the grant only after cancel() has asked (its KILL QUERY is sent after it set its
+    # flag), and that connection's close waits until the server has been asked, as a busy
+    # server may process a close late.
+    asked, checked = threading.Event(), threading.Event()
+    base: type[DriverAdapter] = type(resolve_adapter(driver))
+
+    class Racing(base):  # type: ignore[misc, valid-type]
+        waiter: threading.Thread | None = None
+
+        def query(self, cursor: Any, sql_text: str, params: Any) -> Any:
+            row = super().query(cursor, sql_text, params)
+            if threading.current_thread() is self.waiter and "GET_LOCK" in sql_text and row == (1,):
+                assert asked.wait(10), "cancel() never sent its KILL QUERY"
+            return row
+
+        def query_all(self, cursor: Any, sql_text: str, params: Any = ()) -> Any:
+            rows = super().query_all(cursor, sql_text, params)
+            if sql_text.startswith("KILL QUERY"):
+                asked.set()
+            return rows
+
+        def close(self, raw: Any) -> None:
+            if threading.current_thread() is self.waiter:
+                checked.wait(10)
+            super().close(raw)
+
+    adapter = Racing()
+    name = unique_name()
+    holder_lock = make_locker().lock(name)
+    assert holder_lock.acquire(0)
+    waiter = make_locker(driver=adapter).lock(name)
+
+    def wait() -> None:
+        adapter.waiter = threading.current_thread()
+        waiter.acquire()
+
+    worker = spawn(wait)
+    lock_waiters(waiter.server_name)
+    holder_lock.release()  # the server grants the waiter; its acquire is held before reading it
+    cancel = spawn(waiter.cancel)
+    try:
+        assert cancel.result(10) is True
+        assert holder(sql, waiter) is None, "cancel() returned with the lock held on the server"
+    finally:
+        checked.set()
+    assert isinstance(worker.exception(10), AcquireCancelledError)
+    assert not waiter.locked()
+    assert_consistent(sql, waiter)
+
+
 def test_close_from_another_thread_ends_a_waiting_acquire(
     make_locker, lock_name, spawn, lock_waiters, sql
 ):

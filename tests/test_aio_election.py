@@ -202,6 +202,15 @@ async def test_stop_and_close_cancel_a_waiting_campaign(
     await candidate.stop()
     assert not candidate.is_leader
     assert not waiting._pool._in_use, "the stopped campaign kept its session"
+    # Its wait was ended on the server (not left to run out on a closed connection).
+    rows = await holder._pool.on_idle(
+        lambda session: session.run_all(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+            "WHERE STATE = 'User lock' AND INSTR(INFO, %s) > 0",
+            (lock_name,),
+        )
+    )
+    assert rows[0][0] == 0
     await blocker.release()
     assert await holder.holder(lock_name) is None  # nobody took the lock after stop()
     # close() stops a campaign too, a leading one after its on_demoted.

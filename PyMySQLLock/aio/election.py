@@ -14,8 +14,8 @@ watches ``term.ended``). ``on_demoted`` runs once per term: as a task of its own
 was lost, otherwise in the campaign task *before* the lock is released, so that a leader stops
 working before its successor can start.
 
-Stopping cancels a campaign that waits for the lock, which is safe at any moment (see
-:class:`~PyMySQLLock.aio.AsyncLock`): nothing stays held, no session is left.
+Stopping ends a campaign's wait for the lock on the server (``KILL QUERY``, see
+:mod:`PyMySQLLock.aio.waits`): nothing stays held, no session is left.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ..leadership import (
     term_end,
 )
 from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER
+from .waits import end_waits
 
 if TYPE_CHECKING:
     from .lock import AsyncLock
@@ -187,10 +188,11 @@ class AsyncElection(ElectionViews["AsyncLock", AsyncTerm]):
         task = self._task
         if task is None or task is asyncio.current_task():
             return  # from on_elected: the campaign ends when it returns
-        # A campaign waiting for the lock (or pausing before a retry): cancelling it there
-        # leaves nothing held and no session behind.
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # A campaign waiting for the lock: its wait is ended on the server (KILL QUERY), and
+        # the campaign then sees that it stops; one pausing before a retry is cancelled.
+        await end_waits(self._locker._pool, {task: self._lock})
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("election %r: campaign ended with %r", self._name, task.exception())
         if self._task is task:
             self._task = None
 
@@ -233,6 +235,8 @@ class AsyncElection(ElectionViews["AsyncLock", AsyncTerm]):
             try:
                 elected = await self._lock.acquire(FOREVER)
             except LockError as exc:
+                if self._stopping:
+                    return  # stop() ended the wait
                 # The server is unreachable (restart, network): try again soon, without
                 # spinning; stop() cancels the pause.
                 logger.warning("election %r: campaign failed, retrying: %s", self._name, exc)

@@ -21,14 +21,11 @@ clean-up of the other waits runs shielded from a second cancellation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..connection import StatementFailed
 from ..errors import LockError
 from ..slots import (
     SemaphoreViews,
@@ -37,9 +34,10 @@ from ..slots import (
     not_held,
     try_order,
 )
-from ..statements import HOLDER, KILL_QUERY, holder_answer
+from ..statements import HOLDER, holder_answer
 from ..timeouts import DEFAULT_REFRESH_INTERVAL, FOREVER
 from .lock import AsyncLock
+from .waits import end_waits
 
 if TYPE_CHECKING:
     from .locker import AsyncLocker
@@ -49,9 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSemaphore"]
 
 logger = logging.getLogger("PyMySQLLock")
-
-#: Seconds between two rounds of ending the other waits of a head waiter.
-_CANCEL_ROUND = 0.05
 
 
 class AsyncSemaphore(SemaphoreViews[AsyncLock]):
@@ -251,41 +246,14 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-async def _kill_queries(session: AsyncSession, connection_ids: list[int]) -> None:
-    for connection_id in connection_ids:
-        with contextlib.suppress(StatementFailed):  # that session ended meanwhile
-            await session.run(KILL_QUERY, (connection_id,))
-
-
 async def _settle(
     pool: AsyncPool, waits: dict[asyncio.Future[bool], AsyncLock], keep: AsyncLock | None
 ) -> None:
     """End every wait but the one that won ``keep``; give back any other slot granted.
 
-    A wait whose ``GET_LOCK`` is on the server is ended with ``KILL QUERY``: its session stays
-    usable, and the server stops the wait at once (a closed connection's wait would go on
-    until the server noticed, and could still be granted a slot meanwhile). A wait with
-    nothing on the server (still connecting, or between two chunks) is cancelled. A ``KILL
-    QUERY`` that lands between two chunks of a wait is ignored by the server, hence the
-    rounds.
+    The waits are ended as :mod:`.waits` says (``KILL QUERY``).
     """
-    pending = {wait for wait in waits if not wait.done()}
-    while pending:
-        waiting = []
-        for wait in pending:
-            session = waits[wait]._waiting
-            if session is None:
-                wait.cancel()
-            else:
-                waiting.append(session.connection_id)
-        if waiting:
-            try:
-                await pool.on_idle(functools.partial(_kill_queries, connection_ids=waiting))
-            except LockError as exc:
-                logger.debug("ending the waits of a semaphore failed: %s", exc)
-                for wait in pending:
-                    wait.cancel()  # closes their sessions: the server ends them in time
-        _, pending = await asyncio.wait(pending, timeout=_CANCEL_ROUND)
+    await end_waits(pool, waits)
     for wait, slot in waits.items():
         if slot is keep or wait.cancelled() or wait.exception() is not None:
             continue

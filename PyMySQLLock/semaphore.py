@@ -171,25 +171,29 @@ class Semaphore(SemaphoreViews[Lock]):
         settling: threading.Thread | None = None
         try:
             # A slot may have been released while this waiter queued.
+            waits: _Waits | None = None
             won = self._try_all(interval)
-            if won is not None:
-                return won
-            if self._limit == 1:
+            if won is None and self._limit == 1:
                 slot = self._slots[0]
-                return slot if slot.acquire(_left(deadline), interval) else None
-            waits = _Waits(self._slots, deadline, interval)
-            try:
-                won = waits.first()
-            except BaseException:
-                # Interrupted (KeyboardInterrupt): no wait may go on to take a slot for nobody.
-                with contextlib.suppress(Exception):
-                    waits.settle(None)
-                raise
+                won = slot if slot.acquire(_left(deadline), interval) else None
+            elif won is None:
+                waits = _Waits(self._slots, deadline, interval)
+                try:
+                    won = waits.first()
+                except BaseException:
+                    # Interrupted (KeyboardInterrupt): no wait may go on to take a slot for
+                    # nobody.
+                    with contextlib.suppress(Exception):
+                        waits.settle(None)
+                    raise
+                if won is None:
+                    waits.settle(None)  # all timed out or one failed: raises the failure
             if won is None:
-                waits.settle(None)  # all timed out or one failed: raises the failure
                 return None
-            # Return at once with the slot; the other waits are ended, and the turnstile
-            # handed on, behind the caller's back (the next acquire() of this object waits).
+            # Return at once with the slot, without another statement that an interrupt could
+            # cut short before the slot is recorded: the other waits are ended, and the
+            # turnstile handed on, behind the caller's back (the next acquire() of this object
+            # waits).
             settling = threading.Thread(
                 target=self._settle,
                 args=(waits, won),
@@ -203,9 +207,10 @@ class Semaphore(SemaphoreViews[Lock]):
             if settling is None:
                 self._turnstile.release()
 
-    def _settle(self, waits: _Waits, won: Lock) -> None:
+    def _settle(self, waits: _Waits | None, won: Lock) -> None:
         try:
-            waits.settle(won)
+            if waits is not None:
+                waits.settle(won)
         except Exception:
             logger.debug("semaphore %r: ending the other waits failed", self._name, exc_info=True)
         finally:

@@ -24,7 +24,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
-from . import optionfile
 from .cliconnect import URL_ENV, UsageError, open_locker, resolve_connection
 from .config import parse_url
 from .drivers import resolve_adapter
@@ -160,8 +159,10 @@ def _exit_code(text: str) -> int:
 
 
 def _port(text: str) -> int:
+    from .optionfile import parse_port  # only here: most runs give no port flag
+
     try:
-        return optionfile.parse_port(text)
+        return parse_port(text)
     except InvalidArgumentError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

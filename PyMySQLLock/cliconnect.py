@@ -14,7 +14,6 @@ import logging
 import os
 from typing import Any, Callable
 
-from . import optionfile
 from .config import parse_url
 from .drivers import resolve_adapter
 from .locker import Locker
@@ -25,6 +24,9 @@ logger = logging.getLogger("PyMySQLLock")
 
 #: The environment variable holding the connection URL.
 URL_ENV = "PYMYSQLLOCK_URL"
+
+
+_NOTHING = object()
 
 
 # Defined here, not in the command line module, because resolving the connection is the
@@ -95,6 +97,8 @@ def resolve_connection(
     if args.defaults_file and args.defaults_extra_file:
         raise UsageError("--defaults-file reads only that file: drop --defaults-extra-file")
     env_url = env.get(URL_ENV, "").strip()
+    # The value of a password that asks to be prompted for; only an option file has one.
+    prompt_value: object = _NOTHING
     if args.url or (env_url and not named_files):
         url = args.url or env_url
         settings = parse_url(url)
@@ -105,6 +109,10 @@ def resolve_connection(
             "--url" if args.url else f"${URL_ENV}",
         )
     else:
+        # Imported here: a cron job given a URL reads no option file, and pays for none.
+        from . import optionfile
+
+        prompt_value = optionfile.PROMPT
         if args.defaults_file:
             files = [args.defaults_file]
         else:
@@ -147,7 +155,7 @@ def resolve_connection(
         # The mysql client's rule: a socket is only for localhost.
         logger.debug("host %s is not localhost: the socket setting is not used", host)
     _check_tls_files(kwargs)
-    if args.password_prompt or ("password" in kwargs and kwargs["password"] is optionfile.PROMPT):
+    if args.password_prompt or ("password" in kwargs and kwargs["password"] is prompt_value):
         if prompt is None:
             import getpass  # only here: it is rarely needed, and every run would pay for it
 

@@ -35,6 +35,7 @@ NOT_FOR_RUN = (
     "PyMySQLLock.testing",
     "PyMySQLLock.contrib",
     "PyMySQLLock.aio",
+    "PyMySQLLock.optionfile",
     "ssl",
     "hashlib",
     "json",

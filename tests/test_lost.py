@@ -128,8 +128,9 @@ def test_killed_session_is_detected_and_reported_once(
     assert len(warnings) == 1
     assert warnings[0].name == "PyMySQLLock"
     assert lock_name in warnings[0].getMessage()
-    # The library did not reconnect: the Locker has one session fewer than before.
-    assert set(server_sessions()) == set(sessions_before) - {held_on}
+    # The library did not reconnect: no session was added, and the killed one is gone (one
+    # that an earlier test closed may also have left the list meanwhile).
+    assert set(server_sessions()) <= set(sessions_before) - {held_on}
 
     # Nothing more is reported: not by later checks (the keepalive ends, having nothing left
     # to watch), and not by release(), which does not raise for a lost lock.

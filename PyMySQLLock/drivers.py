@@ -25,6 +25,7 @@ from .errors import (
     InvalidArgumentTypeError,
     LockConnectionError,
 )
+from .statements import connection_lost
 from .timeouts import validate_driver_timeout
 from .tls import CIPHER_SQL, TLS_KWARGS, SslMode, TlsRequest, build_context, tls_request
 
@@ -36,12 +37,6 @@ __all__ = [
     "PyMySQLAdapter",
     "resolve_adapter",
 ]
-
-#: Client error codes that mean the connection, and therefore its session, is gone.
-#: 2006 server has gone away, 2013 lost connection during query, 2055 lost connection (with
-#: system error), 1927 (MariaDB) connection was killed, 4031 (MySQL 8.0.24+) disconnected by
-#: the server because of inactivity, 1053 server shutdown in progress.
-_CONNECTION_LOST_CODES = frozenset({2006, 2013, 2055, 1927, 4031, 1053})
 
 ConnectFunction = Callable[..., Any]
 
@@ -414,10 +409,8 @@ class DriverAdapter:
             return False
         if isinstance(exc, self.module.InterfaceError):
             return True
-        code = self.error_code(exc)
-        # Server errors are numbered 1000-1999 and from 3000 up; anything else (no number,
-        # -1, the client library's own 2000-2999) says the client lost track of the session.
-        return code is None or code < 1000 or 2000 <= code < 3000 or code in _CONNECTION_LOST_CODES
+        # The codes are read in the one table of statements.py, shared with the asyncio layer.
+        return connection_lost(self.error_code(exc))
 
     # -- fork ---------------------------------------------------------------------------------
 

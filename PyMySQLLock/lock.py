@@ -20,7 +20,6 @@ from . import holding, progress
 from .connection import Session, SessionLost, StatementFailed, died_in_pool
 from .errors import (
     AcquireCancelledError,
-    AcquireInterruptedError,
     DeadlockError,
     InvalidArgumentTypeError,
     LockAlreadyHeldError,
@@ -29,11 +28,23 @@ from .errors import (
     LockLostError,
     LockNotHeldError,
     LockTimeoutError,
-    UnsupportedServerError,
 )
 from .loss import LossCause, LossReason
 from .names import cached_server_name, server_name, validate_name
-from .server import UNSUPPORTED_CAUSES
+from .statements import (
+    GET_LOCK,
+    INTERRUPTED_CODES,
+    NOT_STILL_HELD,
+    RELEASE_LOCK,
+    STILL_HELD,
+    Acquire,
+    Release,
+    acquire_answer,
+    acquire_failure,
+    keeps_session,
+    release_answer,
+    still_held,
+)
 from .timeouts import (
     DEFAULT_REFRESH_INTERVAL,
     FOREVER,
@@ -51,21 +62,14 @@ logger = logging.getLogger("PyMySQLLock")
 _IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
 #: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
 _POLL_SECONDS = 0.02
-#: Server errors that end an acquire, by class. Both deadlock codes: MySQL 3058, MariaDB 1213.
-_DEADLOCK = frozenset({3058, 1213})
-_INTERRUPTED = frozenset({1317, 3024, 1969})
 _DEFAULT_INTERVAL = float(DEFAULT_REFRESH_INTERVAL)
 #: Keepalive checks in a row that a KILL QUERY may interrupt before the lock counts as lost.
 _MAX_INTERRUPTED_CHECKS = 3
 #: Seconds cancel() waits for a KILL QUERY to end the wait before it cuts the connection.
 _CANCEL_PATIENCE = 0.5
 
-_GET_LOCK = "SELECT GET_LOCK(%s, %s)"
-_RELEASE_LOCK = "SELECT RELEASE_LOCK(%s)"
-# One statement, so that a proxy evaluates both sides on the same backend session.
-_STILL_HELD = "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()"
-
 OnLost = Callable[["Lock"], Any]
+
 
 #: This process's id, kept current by a fork hook: a Lock compares it with its owner's on every
 #: acquire and release, and os.getpid() is a system call.
@@ -79,22 +83,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _acquire_error(name: str, failure: StatementFailed) -> LockError:
-    """Translate a server error from ``GET_LOCK`` into the exception ``acquire()`` raises."""
-    detail = f"acquiring lock {name!r}: server error {failure.code}: {failure.message}"
-    error: LockError
-    if failure.code in _DEADLOCK:
-        error = DeadlockError(f"deadlock {detail}")
-    elif failure.code in _INTERRUPTED:
-        error = AcquireInterruptedError(f"interrupted {detail}")
-    elif failure.code is not None and failure.code in UNSUPPORTED_CAUSES:
-        error = UnsupportedServerError(f"{UNSUPPORTED_CAUSES[failure.code]} ({detail})")
-    else:
-        error = LockError(detail)
-    error.server_code = failure.code
-    return error
 
 
 def _check_failure(exc: SessionLost | StatementFailed) -> LossReason:
@@ -153,7 +141,7 @@ class _Probe:
         self.session.mutex.release()
         lock = self.lock
         try:
-            held = failure is None and bool(row) and row[0] == 1  # type: ignore[index]
+            held = failure is None and still_held(row)
         except Exception:  # noqa: BLE001 - garbage from the driver proves nothing
             held = False
         if held:
@@ -163,7 +151,7 @@ class _Probe:
         if (
             failure is not None
             and failure.cause is LossCause.REFUSED
-            and failure.server_code in _INTERRUPTED
+            and failure.server_code in INTERRUPTED_CODES
             and lock._interrupted_checks < _MAX_INTERRUPTED_CHECKS
         ):
             # A KILL QUERY (or a statement time limit) ended the check, not the session:
@@ -173,11 +161,7 @@ class _Probe:
             return 0.0
         lock._declare_lost(
             self.session,
-            failure
-            or LossReason.now(
-                LossCause.NOT_HELD,
-                f"the server reports it free or held by another session (answer {row!r})",
-            ),
+            failure or LossReason.now(LossCause.NOT_HELD, f"{NOT_STILL_HELD} (answer {row!r})"),
             in_background=True,
         )
         return None
@@ -410,8 +394,8 @@ class Lock:
         try:
             if session is not None:
                 with session.mutex:
-                    row = session.run(_GET_LOCK, (name, 0))
-                return bool(row) and row is not None and row[0] == 1
+                    row = session.run(GET_LOCK, (name, 0))
+                return acquire_answer(name, row) is Acquire.GRANTED
         except (SessionLost, StatementFailed) as exc:
             logger.debug("taking %r beside lock %r failed: %s", name, self._name, exc)
         return False
@@ -422,7 +406,7 @@ class Lock:
         try:
             if session is not None:
                 with session.mutex:
-                    session.run(_RELEASE_LOCK, (name,))
+                    session.run(RELEASE_LOCK, (name,))
         except (SessionLost, StatementFailed) as exc:
             logger.debug("releasing %r beside lock %r failed: %s", name, self._name, exc)
 
@@ -442,7 +426,10 @@ class Lock:
             given to :meth:`~PyMySQLLock.Locker.lock` (``-1`` unless set).
         :param refresh_interval_secs: seconds between two keepalive checks while held.
             ``None``: the value given to :meth:`~PyMySQLLock.Locker.lock` (10 unless set).
-        :returns: ``True`` once held; ``False`` only when the timeout expired.
+        :returns: ``True`` once held; ``False`` only when the timeout expired. A wait that
+            the server (or a proxy) ends with error 1205, ``ER_LOCK_WAIT_TIMEOUT``, counts as
+            one that expired without the lock, like ``GET_LOCK``'s answer 0: the acquire goes
+            on waiting while time remains, then returns ``False``.
         :raises LockAlreadyHeldError: if this object holds the lock or is acquiring it.
         :raises DeadlockError: if waiting would deadlock with another session, or (with an
             endless timeout) with the calling thread itself: it holds the name through another
@@ -568,9 +555,11 @@ class Lock:
             if deadline > report_at:
                 limit = max(math.ceil(report_at - started), 1)
             chunk = locker._wait_chunk(limit)
+            # Anything but these two failures (KeyboardInterrupt...) leaves with _waiting set:
+            # acquire() then closes that session.
             try:
                 with session.mutex:
-                    row = session.run(_GET_LOCK, (self._server_name, chunk))
+                    row = session.run(GET_LOCK, (self._server_name, chunk))
             except SessionLost as lost:
                 if self._cancel_requested:
                     # cancel() cut the connection (a KILL QUERY did not end the wait).
@@ -588,31 +577,32 @@ class Lock:
             except StatementFailed as failure:
                 if self._cancel_requested:
                     continue  # MySQL reports the KILL QUERY of cancel() as error 1317
-                self._waiting = None
-                locker._checkin(session)
-                raise _acquire_error(self._name, failure) from failure.__cause__
-            # Anything else (KeyboardInterrupt...): acquire() closes _waiting, this session.
+                # A server error leaves the session fine; error 1205 (an expired wait, as a
+                # proxy may report it) is BUSY, like the answer 0.
+                outcome = acquire_failure(self._name, failure.code, failure.message)
+                if isinstance(outcome, LockError):
+                    self._waiting = None
+                    locker._checkin(session)
+                    raise outcome from failure.__cause__
+            else:
+                outcome = acquire_answer(self._name, row)
+                if self._cancel_requested:
+                    if outcome is Acquire.GRANTED:
+                        self._give_back(session)
+                    continue
             reused = False
-            result = row[0] if row else None
-            if self._cancel_requested:
-                if result == 1:
-                    self._give_back(session)
-                continue
-            if result == 1:
+            if outcome is Acquire.GRANTED:
                 self._acquired_at = started
                 return session
-            if result is None:
-                # MariaDB answers NULL without an error when KILL QUERY or a statement time
-                # limit ends the wait; the connection itself is fine.
-                self._waiting = None
-                locker._checkin(session)
-                raise AcquireInterruptedError(
-                    f"the server interrupted the wait for lock {self._name!r}"
-                )
-            if type(result) is not int or result != 0:
-                # Not an answer GET_LOCK gives: the lock may be held on this session, so the
-                # session goes, and the lock with it (acquire() closes _waiting).
-                raise LockError(f"unexpected answer {result!r} to GET_LOCK of {self._name!r}")
+            if isinstance(outcome, LockError):
+                # NULL (MariaDB's answer to KILL QUERY or a statement time limit) leaves the
+                # session fine. Any answer GET_LOCK never gives may mean the lock is held on
+                # this session, so the session goes, and the lock with it (acquire() closes
+                # _waiting).
+                if keeps_session(outcome):
+                    self._waiting = None
+                    locker._checkin(session)
+                raise outcome
             now = time.monotonic()
             remaining = deadline - now
             if remaining <= 0:
@@ -636,7 +626,7 @@ class Lock:
         close frees the lock as before.
         """
         with contextlib.suppress(SessionLost, StatementFailed), session.mutex:
-            session.run(_RELEASE_LOCK, (self._server_name,))
+            session.run(RELEASE_LOCK, (self._server_name,))
 
     def _report_wait(self, session: Session, waited: float) -> None:
         """Log who holds the lock, asking on the waiting session (which is between waits)."""
@@ -766,12 +756,12 @@ class Lock:
                 return LossReason.now(LossCause.CHECK_FAILED, "its connection stayed busy")
         try:
             try:
-                row = session.run(_RELEASE_LOCK, (self._server_name,))
+                row = session.run(RELEASE_LOCK, (self._server_name,))
             except StatementFailed as exc:
-                if exc.code not in _INTERRUPTED:
+                if exc.code not in INTERRUPTED_CODES:
                     raise
                 # A KILL QUERY that hit the release (or was pending on the session).
-                row = session.run(_RELEASE_LOCK, (self._server_name,))
+                row = session.run(RELEASE_LOCK, (self._server_name,))
         except SessionLost as exc:
             return LossReason.now(
                 LossCause.CONNECTION_LOST, f"the connection failed during release: {exc}"
@@ -782,9 +772,10 @@ class Lock:
             )
         finally:
             mutex.release()
-        if row and row[0] == 1:
+        outcome = release_answer(row)
+        if outcome is Release.RELEASED:
             return None
-        return LossReason.now(LossCause.NOT_HELD, "the session no longer held it at release")
+        return LossReason.now(LossCause.NOT_HELD, outcome.lost_reason or "")
 
     def _release_interrupted(self, session: Session) -> None:
         """After an exception inside release(): held and retryable, or released by closing."""
@@ -841,9 +832,9 @@ class Lock:
             return None
         probe = _Probe(self, session, interval)
         try:
-            if session.send(_STILL_HELD, (self._server_name,)):
+            if session.send(STILL_HELD, (self._server_name,)):
                 return probe
-            row = session.run(_STILL_HELD, (self._server_name,))
+            row = session.run(STILL_HELD, (self._server_name,))
         except (SessionLost, StatementFailed) as exc:
             return probe.settle(None, _check_failure(exc))
         except BaseException:

@@ -18,6 +18,7 @@ from PyMySQLLock import (
     LockNotHeldError,
     LockTimeoutError,
 )
+from PyMySQLLock.drivers import resolve_adapter
 
 #: How late a timed-out acquire may return here. The spec's bound is 0.1 s on an idle machine,
 #: but with both CPUs busy a thread can wait that long to be scheduled; 0.45 s still catches
@@ -270,6 +271,41 @@ def test_kill_query_of_the_waiter_raises_acquire_interrupted(
     # The Lock object (and the Locker) still work.
     holder.release()
     assert lock.acquire(0) is True
+    lock.release()
+
+
+def _server_error(driver, code, message):
+    """An exception as ``driver`` raises it for the server error ``code``."""
+    module = resolve_adapter(driver).module
+    if driver == "mysql.connector":
+        return module.errors.DatabaseError(msg=message, errno=code)
+    return module.OperationalError(code, message)
+
+
+def test_a_wait_expired_as_error_1205_is_not_granted_and_keeps_the_session(
+    make_locker, driver, lock_name, sql
+):
+    # A proxy may report an expired GET_LOCK wait as ER_LOCK_WAIT_TIMEOUT instead of the
+    # answer 0: acquire() reads it as 0 (statements.acquire_failure), like the asyncio layer.
+    base = type(resolve_adapter(driver))
+    refusals = []
+
+    class ExpiringProxy(base):
+        def query(self, cursor, sql_text, params):
+            if sql_text.startswith("SELECT GET_LOCK") and not refusals:
+                refusals.append(params)
+                raise _server_error(driver, 1205, "Lock wait timeout exceeded")
+            return super().query(cursor, sql_text, params)
+
+    locker = make_locker(driver=ExpiringProxy())
+    lock = locker.lock(lock_name)
+    assert lock.acquire(0) is False
+    assert refusals
+    assert not lock.locked()
+    assert _holder_id(sql, lock_name) is None
+    # Nothing was broken: the next acquire (answered by the server) takes the lock.
+    assert lock.acquire(0) is True
+    assert _holder_id(sql, lock_name) == lock.connection_id
     lock.release()
 
 

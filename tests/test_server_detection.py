@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from PyMySQLLock import Locker, UnsupportedServerError
-from PyMySQLLock.connection import StatementFailed
-from PyMySQLLock.lock import _acquire_error
 from PyMySQLLock.server import MARIADB, MYSQL, TIDB, ServerInfo
+from PyMySQLLock.statements import acquire_failure
 from PyMySQLLock.testing import ThrowawayServer
 
 # (handshake version, PROBE_SQL rows, flavor, version, fractional, galera, aurora)
@@ -128,7 +127,7 @@ def test_tidb_wait_limits() -> None:
     ("code", "needle"), [(1235, "MDEV-30473"), (1836, "writer endpoint")], ids=["galera", "aurora"]
 )
 def test_unsupported_server_errors_name_the_cause(code: int, needle: str) -> None:
-    error = _acquire_error("job", StatementFailed(code, "refused"))
+    error = acquire_failure("job", code, "refused")
     assert isinstance(error, UnsupportedServerError)
     assert needle in str(error)
     assert error.server_code == code

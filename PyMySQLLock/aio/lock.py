@@ -256,7 +256,8 @@ class AsyncLock:
             :meth:`~PyMySQLLock.aio.AsyncLocker.lock` (``-1`` unless set).
         :param refresh_interval_secs: seconds between two keepalive checks while held.
             ``None``: the value given to :meth:`~PyMySQLLock.aio.AsyncLocker.lock`.
-        :returns: ``True`` once held; ``False`` only when the timeout expired.
+        :returns: ``True`` once held; ``False`` only when the timeout expired (error 1205
+            counts as an expired wait, as for :meth:`PyMySQLLock.Lock.acquire`).
         :raises LockAlreadyHeldError: if this object holds the lock or is acquiring it.
         :raises DeadlockError: if waiting would deadlock with another session.
         :raises AcquireInterruptedError: if the server ended the wait (``KILL QUERY``, a

@@ -22,6 +22,7 @@ __all__ = [
     "check_connect_options",
     "describe_target",
     "redact_secrets",
+    "rejected_arguments",
 ]
 
 #: The character set of every connection the library opens. MariaDB keys a user lock by the
@@ -124,3 +125,24 @@ def redact_secrets(message: str, kwargs: dict[str, Any]) -> str:
             text = secret.decode(errors="replace") if isinstance(secret, bytes) else secret
             message = message.replace(text, "***")
     return message
+
+
+def rejected_arguments(
+    driver: str, exc: Exception, kwargs: dict[str, Any]
+) -> InvalidArgumentError | InvalidArgumentTypeError | None:
+    """The error for a driver ``connect()`` that refused its arguments with a builtin error.
+
+    Drivers check their arguments with assorted builtin errors (an unknown keyword is a
+    ``TypeError`` in one, an ``AttributeError`` in another, a bad port a ``ValueError``).
+
+    :param driver: the driver's name, for the message.
+    :param exc: what ``connect()`` raised (not a driver error, not an :class:`OSError`).
+    :param kwargs: the user's connect options (their secrets are masked).
+    :returns: the error to raise instead, or ``None`` for an error of another kind.
+    """
+    rejected = f"{driver}.connect() rejected the arguments: {redact_secrets(str(exc), kwargs)}"
+    if isinstance(exc, (TypeError, AttributeError)):
+        return InvalidArgumentTypeError(rejected)
+    if isinstance(exc, (ValueError, LookupError)):
+        return InvalidArgumentError(rejected)
+    return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .connection import Session, SessionLost, StatementFailed
 from .errors import AcquireCancelledError, LockConnectionError
@@ -28,7 +28,7 @@ from .fencing_sql import (
     token_from,
     validate_table,
 )
-from .lock import Lock
+from .lock import Lock, LockHost
 from .statements import RELEASE_LOCK, Release, release_answer
 
 if TYPE_CHECKING:
@@ -119,6 +119,12 @@ def _take_token(fence: FenceTable, server: ServerInfo, session: Session, server_
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+class FencedHost(LockHost, Protocol):
+    """What a :class:`FencedLock` needs from its Locker: a lock's needs, and the table."""
+
+    _fence: FenceTable
+
+
 class FencedLock(Lock):
     """A :class:`~PyMySQLLock.Lock` that takes a fencing token each time it is acquired.
 
@@ -126,6 +132,7 @@ class FencedLock(Lock):
     :class:`~PyMySQLLock.Lock`.
     """
 
+    _locker: FencedHost
     _token: int | None = None
 
     @property
@@ -143,16 +150,19 @@ class FencedLock(Lock):
         When the token cannot be taken the lock is released (or its session closed) before
         the error is raised: an acquire never returns a lock without its token.
         """
-        locker = self._locker
+        pool = self._pool
         self._token = None
-        check_server(locker.server, {})  # a Galera node is refused before anything is sent
+        # A Galera node is refused before anything is sent.
+        check_server(pool.ensure_server(), {})
         session = super()._wait(seconds)
         if session is None:
             return None
         try:
-            self._token = _take_token(locker._fence, locker.server, session, self._server_name)
+            self._token = _take_token(
+                self._locker._fence, pool.ensure_server(), session, self._server_name
+            )
         except SessionLost as lost:
-            locker._discard(session)
+            pool.discard(session)
             raise LockConnectionError(
                 f"lost the connection while taking the fencing token of lock {self._name!r}: {lost}"
             ) from lost.__cause__
@@ -177,12 +187,12 @@ class FencedLock(Lock):
             with session.mutex:
                 row = session.run(RELEASE_LOCK, (self._server_name,))
         except (SessionLost, StatementFailed):
-            self._locker._discard(session)  # the acquire's own error is the one to report
+            self._pool.discard(session)  # the acquire's own error is the one to report
             return
         except BaseException:
-            self._locker._discard(session)
+            self._pool.discard(session)
             raise
         if release_answer(row) is Release.RELEASED:
-            self._locker._checkin(session)
+            self._pool.checkin(session)
         else:
-            self._locker._discard(session)
+            self._pool.discard(session)

@@ -14,10 +14,11 @@ import os
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from . import holding, progress
-from .connection import Session, SessionLost, StatementFailed, died_in_pool
+from .callbacks import Dispatcher
+from .connection import Session, SessionLost, StatementFailed
 from .errors import (
     AcquireCancelledError,
     DeadlockError,
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .loss import LossCause, LossReason
 from .names import cached_server_name, server_name, validate_name
+from .pool import SessionPool
 from .statements import (
     GET_LOCK,
     INTERRUPTED_CODES,
@@ -52,10 +54,7 @@ from .timeouts import (
     validate_timeout,
 )
 
-if TYPE_CHECKING:
-    from .locker import Locker
-
-__all__ = ["Lock"]
+__all__ = ["Lock", "LockHost"]
 
 logger = logging.getLogger("PyMySQLLock")
 
@@ -69,6 +68,34 @@ _MAX_INTERRUPTED_CHECKS = 3
 _CANCEL_PATIENCE = 0.5
 
 OnLost = Callable[["Lock"], Any]
+
+
+class LockHost(Protocol):
+    """What a :class:`Lock` needs from the :class:`~PyMySQLLock.Locker` that made it.
+
+    The Locker is one; naming the few things used here, rather than the Locker, keeps this
+    module free of the Locker's (which imports it) and says what a Lock depends on:
+    the sessions (:class:`~PyMySQLLock.pool.SessionPool`), the keepalive registration of held
+    locks, and the thread that runs ``on_lost`` callbacks.
+    """
+
+    #: The prefix of every lock name, or ``None``.
+    namespace: str | None
+    #: Where the lock's sessions come from and go back to.
+    _pool: SessionPool
+    #: Runs ``on_lost`` for losses found by the keepalive.
+    _callbacks: Dispatcher
+    #: Server name -> (the Lock holding it, the thread that acquired it).
+    _holders: dict[str, tuple[Lock, int]]
+
+    def _lock_held(self, lock: Lock, interval: float) -> None:
+        """Start watching a lock just acquired; :raises LockError: if the Locker refuses."""
+
+    def _lock_released(self, lock: Lock) -> None:
+        """Stop watching a lock (released, lost, or never granted)."""
+
+    def _held_by_this_thread(self, lock: Lock) -> Lock | None:
+        """The other Lock through which the calling thread holds ``lock``'s name, if any."""
 
 
 #: This process's id, kept current by a fork hook: a Lock compares it with its owner's on every
@@ -192,7 +219,7 @@ class Lock:
 
     def __init__(
         self,
-        locker: Locker,
+        locker: LockHost,
         name: str,
         *,
         timeout: float = FOREVER,
@@ -222,6 +249,7 @@ class Lock:
             raise InvalidArgumentTypeError("on_lost must be a callable or None")
         self._on_lost = on_lost
         self._locker = locker
+        self._pool = locker._pool
         self._init_state()
 
     def _init_state(self) -> None:
@@ -268,8 +296,11 @@ class Lock:
         return self._server_name
 
     @property
-    def locker(self) -> Locker:
+    def locker(self) -> Any:
         """The :class:`~PyMySQLLock.Locker` this lock belongs to.
+
+        (Typed loosely so that this module need not import the module of the Locker, which
+        imports it; a Lock itself uses only its :class:`~PyMySQLLock.lock.LockHost` side.)
 
         .. versionchanged:: 1.0
            Read-only.
@@ -520,7 +551,7 @@ class Lock:
         self._locker._lock_released(self)
         for session in sessions:
             if session is not None:
-                self._locker._discard_if_in_use(session)
+                self._pool.discard_if_in_use(session)
 
     def _wait(self, seconds: float) -> Session | None:
         """Wait on the server in bounded chunks; return the session holding the lock, or None.
@@ -530,7 +561,7 @@ class Lock:
         trip. :attr:`_waiting` names the session in use until it goes back to the Locker; an
         exception that leaves here with it set leaves that session to the caller to close.
         """
-        locker = self._locker
+        pool = self._pool
         began = self._wait_began = time.monotonic()
         deadline = began + seconds
         # A long wait says who it waits for (at INFO); a quick acquire never asks, and sends
@@ -540,7 +571,7 @@ class Lock:
             if progress.logger.isEnabledFor(logging.INFO)
             else math.inf
         )
-        session, reused = locker._checkout()
+        session, reused = pool.checkout()
         while True:
             # No mutex: cancel() sets the flag before it reads _waiting, and this thread sets
             # _waiting before it reads the flag, so one of them sees the other's write.
@@ -554,7 +585,7 @@ class Lock:
             limit = remaining
             if deadline > report_at:
                 limit = max(math.ceil(report_at - started), 1)
-            chunk = locker._wait_chunk(limit)
+            chunk = pool.wait_chunk(limit)
             # Anything but these two failures (KeyboardInterrupt...) leaves with _waiting set:
             # acquire() then closes that session.
             try:
@@ -567,9 +598,9 @@ class Lock:
                         f"acquire of lock {self._name!r} was cancelled"
                     ) from None
                 self._waiting = None
-                locker._discard(session)
-                if died_in_pool(reused, started):
-                    session, reused = locker._checkout(fresh=True)
+                retry = pool.replace_lost(session, reused, started)
+                if retry is not None:
+                    session, reused = retry
                     continue
                 raise LockConnectionError(
                     f"lost the connection while acquiring lock {self._name!r}: {lost}"
@@ -582,7 +613,7 @@ class Lock:
                 outcome = acquire_failure(self._name, failure.code, failure.message)
                 if isinstance(outcome, LockError):
                     self._waiting = None
-                    locker._checkin(session)
+                    pool.checkin(session)
                     raise outcome from failure.__cause__
             else:
                 outcome = acquire_answer(self._name, row)
@@ -601,13 +632,13 @@ class Lock:
                 # _waiting).
                 if keeps_session(outcome):
                     self._waiting = None
-                    locker._checkin(session)
+                    pool.checkin(session)
                 raise outcome
             now = time.monotonic()
             remaining = deadline - now
             if remaining <= 0:
                 self._waiting = None
-                locker._checkin(session)
+                pool.checkin(session)
                 return None
             if now >= report_at:
                 report_at = now + progress.REPEAT_SECONDS
@@ -639,7 +670,7 @@ class Lock:
         except SessionLost:
             return  # the next GET_LOCK finds the session broken and reports it as usual
         except BaseException:
-            self._locker._discard(session)
+            self._pool.discard(session)
             raise
         progress.log_waiting(self._name, waited, progress.holder_from_row(row))
 
@@ -678,12 +709,12 @@ class Lock:
             if waiting is not None and waited >= _CANCEL_PATIENCE:
                 if waiting is not cut:
                     cut = waiting
-                    self._locker._abort(waiting)
+                    self._pool.abort(waiting)
             elif waiting is not None and (killing is None or not killing.is_alive()):
                 # In a thread of its own: on a hung server the KILL QUERY itself hangs. It is
                 # repeated because a KILL QUERY landing between two chunks of the wait is
                 # ignored by the server.
-                killing = self._locker._kill_query_soon(waiting.connection_id)
+                killing = self._pool.kill_query_soon(waiting.connection_id)
             done.wait(0.05)
         return True
 
@@ -734,11 +765,11 @@ class Lock:
             # RELEASE_LOCK confirmed the session held the lock, once (a Lock never acquires
             # twice, and a session serves one lock): it now holds nothing and may serve the
             # next acquire.
-            self._locker._checkin(session)
+            self._pool.checkin(session)
             if logger.isEnabledFor(logging.DEBUG):
                 progress.log_released(self._name, time.monotonic() - self._acquired_at)
             return
-        self._locker._discard(session)
+        self._pool.discard(session)
         self._report_lost(failure)
 
     def _release_on(self, session: Session) -> LossReason | None:
@@ -748,11 +779,11 @@ class Lock:
         after that the connection is cut, which ends the check at once.
         """
         mutex = session.mutex
-        if not mutex.acquire(timeout=self._locker._read_timeout):
+        if not mutex.acquire(timeout=self._pool.read_timeout):
             # Cutting the connection fails whatever waits on it at once (and the server
             # frees the lock when it sees the connection end).
-            self._locker._abort(session)
-            if not mutex.acquire(timeout=self._locker._read_timeout):
+            self._pool.abort(session)
+            if not mutex.acquire(timeout=self._pool.read_timeout):
                 return LossReason.now(LossCause.CHECK_FAILED, "its connection stayed busy")
         try:
             try:
@@ -785,7 +816,7 @@ class Lock:
             if self._session is None and self._state == _HELD:
                 self._state = _IDLE
         self._locker._lock_released(self)
-        self._locker._discard_if_in_use(session)
+        self._pool.discard_if_in_use(session)
 
     def _drop(self) -> None:
         """Let go of a held lock at once by closing its connection, without a round trip.
@@ -803,8 +834,8 @@ class Lock:
             self._session = None
             self._state = _IDLE
         self._locker._lock_released(self)
-        self._locker._abort(session)
-        self._locker._discard(session)
+        self._pool.abort(session)
+        self._pool.discard(session)
 
     # -- loss ---------------------------------------------------------------------------------
 
@@ -862,7 +893,7 @@ class Lock:
             self._session = None
             self._was_lost = True
         self._locker._lock_released(self)
-        self._locker._discard(session)
+        self._pool.discard(session)
         self._report_lost(reason, in_background)
 
     def _report_lost(self, reason: LossReason, in_background: bool = False) -> None:
@@ -900,7 +931,7 @@ class Lock:
         """
         holder: int | None = None
         try:
-            row = self._locker._on_idle_session(
+            row = self._pool.run(
                 lambda session: session.run(progress.HOLDER_DETAILS, (self._server_name,))
             )
         except LockError:

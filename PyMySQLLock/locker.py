@@ -1,4 +1,4 @@
-"""The Locker: the factory of locks, owner of their connections and of their keepalive thread."""
+"""The Locker: the factory of locks, owner of their session pool and of their keepalive thread."""
 
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, TypeVar, ove
 from . import listing, statements
 from .callbacks import Dispatcher
 from .config import parse_url
-from .connection import Session, SessionLost, StatementFailed, died_in_pool
-from .connectoptions import describe_target, redact_secrets
+from .connection import Session, StatementFailed
 from .drivers import DriverAdapter, resolve_adapter
 from .errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
-    LockConnectionError,
     LockError,
 )
 from .fencing import FencedLock, FenceTable, prepare_table
@@ -32,11 +30,11 @@ from .keepalive import Keepalive, KeepaliveDeadError
 from .listing import LockInfo
 from .lock import Lock, OnLost
 from .names import server_name, validate_name, validate_namespace
-from .server import PROBE_SQL, ServerInfo
+from .pool import SessionPool
+from .server import ServerInfo
 from .timeouts import (
     DEFAULT_REFRESH_INTERVAL,
     FOREVER,
-    chunk_seconds,
     validate_driver_timeout,
 )
 
@@ -56,20 +54,10 @@ DEFAULT_POOL_SIZE = 8
 # Connect arguments that must never appear in a repr or a message.
 _SHOWN_KWARGS = ("host", "port", "unix_socket", "user", "database", "db")
 
-# Driver connections a forked child inherited but could not make harmless (unknown socket):
-# they are kept alive so that garbage collection never sends COM_QUIT on the parent's socket.
-_FORK_ORPHANS: list[Any] = []
-# ER_NO_SUCH_THREAD: the session to kill is already gone. ER_KILL_DENIED_ERROR: not allowed.
-_NO_SUCH_THREAD = statements.NO_SUCH_THREAD
 _ON_BUSY = ("wait", "skip", "raise")
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 _DEFAULT_INTERVAL = DEFAULT_REFRESH_INTERVAL
-
-
-def _server_error(failure: StatementFailed) -> LockError:
-    """Translate a server error from an administrative statement."""
-    return statements.admin_error(failure.code, failure.message)
 
 
 def _refuse_deferred_bodies(function: Callable[..., Any]) -> None:
@@ -171,19 +159,12 @@ class Locker:
         self._fence = FenceTable(fencing_table)
         self._adapter: DriverAdapter = resolve_adapter(driver, mysql_lib_connector)
         self._adapter.check_options(connect_kwargs)
-        self._args = args
         self._kwargs = connect_kwargs
-        self.pool_size = pool_size
         # The user's own driver read timeout wins; ours bounds every server answer otherwise.
         self._read_timeout = self._adapter.read_timeout(connect_kwargs) or float(ping_timeout)
-        # A server-side wait must end (and answer) before the read timeout fires.
-        self._max_wait_chunk = max(self._read_timeout - 1.5, self._read_timeout / 2)
-        self._full_chunk = 0.0  # set with the server's facts by _probe()
-        self._server: ServerInfo | None = None
+        self._pool = SessionPool(self._adapter, args, connect_kwargs, self._read_timeout, pool_size)
         self._listing: listing.Strategy | None = None
         self._init_state()
-        #: Why acquires are refused (closed, or the keepalive died); None while open.
-        self._refusal: str | None = None
         self._closed = False
         _LOCKERS.add(self)
         if lazy:
@@ -191,13 +172,10 @@ class Locker:
             self._adapter.connect_function()
         else:
             # Check the arguments now, as PyMySQLLock 0.2.0 did; the connection is kept.
-            self._checkin(self._checkout()[0])
+            self._pool.ensure_server()
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
-        self._mutex = threading.Lock()
-        self._idle: list[Session] = []
-        self._in_use: set[Session] = set()
         self._held: set[Lock] = set()
         # Server name -> (the Lock holding it, the thread that acquired it): lets an acquire
         # see at once that its own thread already holds the name through another Lock.
@@ -274,6 +252,18 @@ class Locker:
     # -- public API ---------------------------------------------------------------------------
 
     @property
+    def pool_size(self) -> int:
+        """How many idle connections are kept for later acquires (may be changed).
+
+        .. versionadded:: 1.0
+        """
+        return self._pool.size
+
+    @pool_size.setter
+    def pool_size(self, size: int) -> None:
+        self._pool.size = size
+
+    @property
     def driver(self) -> DriverAdapter:
         """The driver adapter in use.
 
@@ -289,13 +279,7 @@ class Locker:
 
         .. versionadded:: 1.0
         """
-        server = self._server
-        if server is None:  # a lazy Locker that has not connected yet
-            self._checkin(self._checkout()[0])
-            server = self._server
-            if server is None:  # pragma: no cover - _connect() always sets it
-                raise LockError("the server is not known yet")
-        return server
+        return self._pool.ensure_server()
 
     @property
     def target(self) -> str:
@@ -306,7 +290,7 @@ class Locker:
 
         .. versionadded:: 1.0
         """
-        return self._target()
+        return self._pool.target()
 
     @property
     def closed(self) -> bool:
@@ -404,7 +388,7 @@ class Locker:
 
         .. versionadded:: 1.0
         """
-        self._on_idle_session(lambda session: prepare_table(self._fence, self.server, session))
+        self._pool.run(lambda session: prepare_table(self._fence, self.server, session))
 
     def semaphore(
         self,
@@ -485,7 +469,7 @@ class Locker:
            lists granted locks only, each once, only those of the namespace; reuses a pooled
            connection.
         """
-        names = self._on_idle_session(self._list_names)
+        names = self._pool.run(self._list_names)
         return statements.visible_names(names, self.namespace)
 
     def holder(self, name: str) -> int | None:
@@ -517,7 +501,7 @@ class Locker:
 
         .. versionadded:: 1.0
         """
-        rows = self._on_idle_session(self._list_details)
+        rows = self._pool.run(self._list_details)
         return statements.lock_infos(rows, self.namespace)
 
     def force_release(self, name: str) -> bool:
@@ -543,9 +527,9 @@ class Locker:
         if holder is None:
             return False
         try:
-            self._admin("KILL CONNECTION %s", (int(holder),))
+            self._admin(statements.KILL_CONNECTION, (int(holder),))
         except LockError as exc:
-            if exc.server_code != _NO_SUCH_THREAD:
+            if exc.server_code != statements.NO_SUCH_THREAD:
                 raise
         # KILL returns before the killed session has let go of its locks on some servers.
         deadline = time.monotonic() + self._read_timeout
@@ -658,63 +642,9 @@ class Locker:
     def _server_name(self, name: str) -> str:
         return server_name(validate_name(name), self.namespace)
 
-    def _on_idle_session(self, work: Callable[[Session], T]) -> T:
-        """Run ``work(session)`` on an idle connection, under its mutex, and give it back.
-
-        A pooled connection that fails at once was already dead in the pool (server restart,
-        ``wait_timeout``): it is closed and the work retried once on a new connection.
-
-        :raises LockConnectionError: if the connection fails.
-        :raises LockError: for a server error (with :attr:`LockError.server_code`).
-        """
-        session, reused = self._checkout()
-        while True:
-            started = time.monotonic()
-            try:
-                with session.mutex:
-                    result = work(session)
-            except SessionLost as lost:
-                self._discard(session)
-                if died_in_pool(reused, started):
-                    session, reused = self._checkout(fresh=True)
-                    continue
-                raise LockConnectionError(f"lost the connection: {lost}") from lost.__cause__
-            except StatementFailed as failure:
-                self._checkin(session)
-                raise _server_error(failure) from failure.__cause__
-            except BaseException:
-                self._discard(session)
-                raise
-            self._checkin(session)
-            return result
-
     def _admin(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Run one statement on an idle connection; see :meth:`_on_idle_session`."""
-        return self._on_idle_session(lambda session: session.run_all(sql, params))
-
-    def _kill_query(self, connection_id: int) -> None:
-        """End the statement running on session ``connection_id`` (for :meth:`Lock.cancel`)."""
-        try:
-            self._admin("KILL QUERY %s", (int(connection_id),))
-        except LockError as exc:
-            if exc.server_code != _NO_SUCH_THREAD:
-                raise
-
-    def _kill_query_soon(self, connection_id: int) -> threading.Thread:
-        """Send ``KILL QUERY`` from a short-lived thread, so that a hung server delays no one.
-
-        :returns: the thread (it ends within the read timeout; failures are only logged).
-        """
-
-        def kill() -> None:
-            try:
-                self._kill_query(connection_id)
-            except Exception as exc:  # noqa: BLE001 - the caller has other means
-                logger.debug("KILL QUERY %s failed: %s", connection_id, exc)
-
-        thread = threading.Thread(target=kill, name="PyMySQLLock-cancel", daemon=True)
-        thread.start()
-        return thread
+        """Run one statement on an idle connection; see :meth:`SessionPool.run`."""
+        return self._pool.run_all(sql, params)
 
     def _list_names(self, session: Session) -> list[str]:
         return self._listed(session, lambda strategy: listing.names(strategy, session))
@@ -749,9 +679,8 @@ class Locker:
         """
         # No early return when already closed: a close() cut short (by a KeyboardInterrupt,
         # say) finishes when called again, and a finished one finds nothing left to do.
-        with self._mutex:
-            self._closed = True
-            self._refusal = "this Locker is closed"
+        self._closed = True
+        self._pool.refuse("this Locker is closed", closing=True)
         deadline = time.monotonic() + self._read_timeout
         for lock in list(self._held):
             try:
@@ -761,23 +690,9 @@ class Locker:
                     lock._drop()
             except LockError:
                 logger.debug("lock %r was not held at close", lock.name)
-        with self._mutex:
-            # Checked out by other threads (an acquire, an admin call): cut, so that their
-            # users fail at once and close them (nothing is pooled once closed).
-            for session in self._in_use:
-                session.abort()
+        self._pool.abort_in_use()
         self._keepalive.stop()
-        while True:
-            # One at a time, each dropped from the pool only once closed: a close() cut
-            # short leaves the rest (and the one it was closing) to the next call.
-            with self._mutex:
-                if not self._idle:
-                    break
-                session = self._idle[-1]
-            session.close()
-            with self._mutex:
-                if session in self._idle:
-                    self._idle.remove(session)
+        self._pool.close_idle()
         _LOCKERS.discard(self)
 
     def __del__(self) -> None:
@@ -788,8 +703,7 @@ class Locker:
         with contextlib.suppress(Exception):
             if getattr(self, "_closed", True) or getattr(self, "_pid", None) != os.getpid():
                 return
-            for session in [*self._idle, *self._in_use]:
-                session.close()
+            self._pool.close_all_now()
 
     def __enter__(self) -> Locker:
         return self
@@ -801,129 +715,6 @@ class Locker:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-    # -- connections (used by Lock) -----------------------------------------------------------
-
-    def _wait_chunk(self, remaining: float) -> float:
-        """How long the next server-side wait of an acquire may be.
-
-        :param remaining: seconds left until the acquire's deadline.
-        :returns: see :func:`~PyMySQLLock.timeouts.chunk_seconds`.
-        """
-        if remaining >= self._max_wait_chunk:
-            return self._full_chunk  # the usual case, worked out once
-        return chunk_seconds(remaining, self._max_wait_chunk, self.server.fractional_timeouts)
-
-    def _checkout(self, fresh: bool = False) -> tuple[Session, bool]:
-        """Take an idle connection, or open one.
-
-        :returns: the session and whether it came from the pool.
-        """
-        with self._mutex:
-            if self._refusal is not None:
-                raise LockError(self._refusal)
-            if self._idle and not fresh:
-                session = self._idle.pop()
-                self._in_use.add(session)
-                return session, True
-        session = self._connect()
-        with self._mutex:
-            if self._refusal is not None:
-                session.close()
-                raise LockError(self._refusal)
-            self._in_use.add(session)
-        return session, False
-
-    def _checkin(self, session: Session) -> None:
-        """Give back a healthy connection whose session holds no lock."""
-        with self._mutex:
-            self._in_use.discard(session)
-            if (
-                not self._closed
-                and not session.broken
-                and not session.caller_used
-                and len(self._idle) < self.pool_size
-            ):
-                self._idle.append(session)
-                return
-        session.close()
-
-    def _discard(self, session: Session) -> None:
-        """Close a connection that must not be reused (with every lock on it)."""
-        with self._mutex:
-            self._in_use.discard(session)
-        session.close()
-
-    def _discard_if_in_use(self, session: Session) -> None:
-        """Close ``session`` unless it already went back to the pool or was closed.
-
-        For clean-up after an interrupt, which may land after the session was handed back.
-        """
-        with self._mutex:
-            if session not in self._in_use:
-                return
-            self._in_use.discard(session)
-        session.close()
-
-    def _abort(self, session: Session) -> None:
-        """Cut a checked-out connection that another thread may be using (see Session.abort).
-
-        Under the Locker's mutex: a session still checked out has not been closed by its user
-        (who takes it out of :attr:`_in_use` first), so its descriptor is still its own.
-        """
-        with self._mutex:
-            if session in self._in_use:
-                session.abort()
-
-    def _connect(self) -> Session:
-        try:
-            raw = self._adapter.connect(self._args, self._kwargs, self._read_timeout)
-        except Exception as exc:
-            if isinstance(exc, OSError) or self._adapter.is_driver_error(exc):
-                # "Could not connect to db" is PyMySQLLock 0.2.0's wording, which code and
-                # tests written for it look for.
-                raise LockConnectionError(
-                    f"Could not connect to db: the MySQL server at {self._target()} with "
-                    f"{self._adapter.name}: {self._redact(exc)}"
-                ) from exc
-            # Drivers check their arguments with assorted builtin errors (an unknown keyword
-            # is a TypeError in one, an AttributeError in another, a bad port a ValueError).
-            rejected = f"{self._adapter.name}.connect() rejected the arguments: {self._redact(exc)}"
-            if isinstance(exc, (TypeError, AttributeError)):
-                raise InvalidArgumentTypeError(rejected) from exc
-            if isinstance(exc, (ValueError, LookupError)):
-                raise InvalidArgumentError(rejected) from exc
-            raise
-        session = Session(self._adapter, raw)
-        if self._server is None:
-            self._server = self._probe(session)
-        return session
-
-    def _probe(self, session: Session) -> ServerInfo:
-        """Learn the server's flavour and topology once, on the Locker's first connection."""
-        announced = self._adapter.server_version(session.raw)
-        try:
-            rows = session.run_all(PROBE_SQL)
-        except StatementFailed:
-            rows = []  # a proxy may refuse SHOW; the handshake still tells the flavour
-        except SessionLost as lost:
-            session.close()
-            raise LockConnectionError(f"lost the connection to the server: {lost}") from (
-                lost.__cause__
-            )
-        server = statements.server_info(announced, rows)
-        logger.debug("connected to %s (%s)", server.label, announced)
-        for warning in server.warnings():
-            logger.warning("%s: %s", server.label, warning)
-        self._max_wait_chunk, self._full_chunk = statements.wait_chunks(self._read_timeout, server)
-        return server
-
-    def _target(self) -> str:
-        return describe_target(self._kwargs)
-
-    def _redact(self, exc: BaseException) -> str:
-        """The exception's message, with any secret from the connect arguments masked."""
-        return redact_secrets(str(exc), self._kwargs)
 
     # -- held locks (used by Lock) ------------------------------------------------------------
 
@@ -941,17 +732,17 @@ class Locker:
         # Called by the acquiring thread; no other Lock of this Locker can hold the same name
         # now (the server grants it to one session), so the entry is this lock's alone.
         self._holders[lock.server_name] = (lock, threading.get_ident())
-        refusal = self._refusal
+        refusal = self._pool.refusal
         if refusal is not None:
             raise LockError(refusal)
         try:
             self._keepalive.watch(lock, interval)
         except KeepaliveDeadError:
-            raise LockError(str(self._refusal)) from None
+            raise LockError(str(self._pool.refusal)) from None
 
     def _keepalive_died(self, reason: str) -> None:
         """Called by a keepalive thread that ended unexpectedly (after it reported its locks)."""
-        self._refusal = (
+        self._pool.refusal = (
             f"this Locker's keepalive thread ended ({reason}), so it cannot guard new locks; "
             "make a new Locker"
         )
@@ -982,8 +773,5 @@ class Locker:
         The child's copies of the parent's locks report not held (see ``Lock``); the child may
         take new locks through this Locker on new connections.
         """
-        sessions = [*self._idle, *self._in_use]
-        for session in sessions:
-            if not self._adapter.detach_after_fork(session.raw):
-                _FORK_ORPHANS.append(session.raw)
+        self._pool.forget_parent()
         self._init_state()

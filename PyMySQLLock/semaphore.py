@@ -125,7 +125,7 @@ class Semaphore(SemaphoreViews[Lock]):
                     found[number] = holder
             return found
 
-        return self._locker._on_idle_session(ask)
+        return self._locker._pool.run(ask)
 
     # -- acquire and release ------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
 from ..connection import SessionLost, StatementFailed, died_in_pool
-from ..connectoptions import describe_target, redact_secrets
-from ..errors import InvalidArgumentError, InvalidArgumentTypeError, LockConnectionError, LockError
+from ..connectoptions import describe_target, redact_secrets, rejected_arguments
+from ..errors import LockConnectionError, LockError
 from ..server import ServerInfo
 from ..statements import PROBE, admin_error, server_info, wait_chunks
 from ..timeouts import chunk_seconds
@@ -164,12 +164,10 @@ class AsyncPool:
                     f"cannot connect to the MySQL server ({self._target()}) with "
                     f"{adapter.name}: {self._redact(exc)}"
                 ) from exc
-            rejected = f"{adapter.name}.connect() rejected the arguments: {self._redact(exc)}"
-            if isinstance(exc, (TypeError, AttributeError)):
-                raise InvalidArgumentTypeError(rejected) from exc
-            if isinstance(exc, (ValueError, LookupError)):
-                raise InvalidArgumentError(rejected) from exc
-            raise
+            rejected = rejected_arguments(adapter.name, exc, self._kwargs)
+            if rejected is None:
+                raise
+            raise rejected from exc
         try:
             await adapter.after_connect(raw, self._options)
             cursor = await adapter.cursor(raw)

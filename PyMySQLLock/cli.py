@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .cliconnect import URL_ENV, UsageError, open_locker, resolve_connection
 from .config import parse_url
-from .drivers import resolve_adapter
+from .drivers import DRIVER_NAMES, one_of, resolve_adapter
 from .errors import (
     DriverNotInstalledError,
     InvalidArgumentError,
@@ -83,6 +83,7 @@ __all__ = [
 logger = logging.getLogger("PyMySQLLock")
 
 PROG = "pymysqllock"
+_DRIVER_CHOICES = one_of(DRIVER_NAMES)
 
 # Exit codes. Our own failures use the sysexits.h numbers, which commands rarely use for
 # themselves, so that "run" can pass the command's status through and still be told apart.
@@ -260,9 +261,7 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument("--ssl-ca", metavar="FILE", help="CA certificate the server's must chain to")
     group.add_argument("--ssl-cert", metavar="FILE", help="client certificate")
     group.add_argument("--ssl-key", metavar="FILE", help="client key")
-    group.add_argument(
-        "--driver", help="pymysql, mysql.connector or MySQLdb (default: the first installed)"
-    )
+    group.add_argument("--driver", help=f"{_DRIVER_CHOICES} (default: the first installed)")
     return parent
 
 
@@ -371,7 +370,7 @@ def _demo_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--workers", type=_workers, default=4, metavar="N", help="worker processes (default 4)"
     )
-    sub.add_argument("--driver", help="pymysql, mysql.connector or MySQLdb")
+    sub.add_argument("--driver", help=_DRIVER_CHOICES)
 
 
 #: A sub-command: its name, handler, description, whether it talks to a server (and so takes

@@ -21,22 +21,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .drivers import DRIVERS, one_of
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
 from .timeouts import validate_driver_timeout
 from .tls import SslMode
 
 __all__ = ["ConnectionSettings", "parse_url"]
 
-_SCHEME_DRIVERS = {
+_SCHEME_DRIVERS: dict[str, str | None] = {
     "": None,
-    "pymysql": "pymysql",
-    "mysqlconnector": "mysql.connector",
-    "mysqldb": "MySQLdb",
-    "mysqlclient": "MySQLdb",
+    # The blocking drivers' dialect names come from the one registry of drivers.
+    **{dialect: driver.name for driver in DRIVERS for dialect in driver.dialects},
     # asyncio drivers, for PyMySQLLock.aio.AsyncLocker.from_url
     "aiomysql": "aiomysql",
     "asyncmy": "asyncmy",
 }
+_BLOCKING_SCHEMES = [f"mysql+{driver.dialects[0]}://" for driver in DRIVERS]
 _NUMBER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "ping_timeout"})
 _BOOL_OPTIONS = frozenset({"ssl_verify_cert", "ssl_verify_identity", "ssl_disabled"})
 _TEXT_OPTIONS = frozenset(
@@ -115,9 +115,9 @@ def parse_url(url: str) -> ConnectionSettings:
     base, _, suffix = parts.scheme.lower().partition("+")
     if base not in ("mysql", "mariadb") or suffix not in _SCHEME_DRIVERS:
         raise InvalidArgumentError(
-            f"unsupported URL scheme {parts.scheme!r}; use mysql://, mysql+pymysql://, "
-            "mysql+mysqlconnector:// or mysql+mysqldb:// (with AsyncLocker: mysql+aiomysql:// "
-            "or mysql+asyncmy://)"
+            f"unsupported URL scheme {parts.scheme!r}; use "
+            f"{one_of(['mysql://', *_BLOCKING_SCHEMES])} (with AsyncLocker: "
+            "mysql+aiomysql:// or mysql+asyncmy://)"
         )
     settings = ConnectionSettings(driver=_SCHEME_DRIVERS[suffix])
     kwargs = settings.connect_kwargs

@@ -27,12 +27,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from PyMySQLLock.drivers import DRIVER_NAMES
+
 from .servers import MySQLTarget, PgTarget, RedisTarget
 
 __all__ = ["DRIVERS", "Backend", "Factory", "Spec", "admin_connect", "driver_available"]
 
-#: The three drivers, by the name ``Locker(driver=...)`` takes.
-DRIVERS: tuple[str, ...] = ("pymysql", "mysql.connector", "MySQLdb")
+#: The drivers, by the name ``Locker(driver=...)`` takes (the library's registry).
+DRIVERS: tuple[str, ...] = DRIVER_NAMES
 #: The backends that are PyMySQLLock itself, on a shared Locker.
 _LIBRARY_KINDS = frozenset({"lib", "lib-fenced", "lib-fenced-cursor"})
 #: What a lock wait may take before a benchmark counts it as broken.

@@ -153,10 +153,11 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from PyMySQLLock import InvalidArgumentError, InvalidArgumentTypeError, Locker  # noqa: E402
+from PyMySQLLock.drivers import DRIVERS as _REGISTRY  # noqa: E402
 
-#: The ``driver=`` names, and the test ids they get.
-DRIVERS = ("pymysql", "mysql.connector", "MySQLdb")
-DRIVER_IDS = ("pymysql", "connector", "mysqldb")
+#: The ``driver=`` names, and the test ids they get (from the one registry of drivers).
+DRIVERS = tuple(entry.name for entry in _REGISTRY)
+DRIVER_IDS = tuple(entry.short for entry in _REGISTRY)
 #: Seconds a connection closed by a test may take to leave the server's process list.
 DISCONNECT_GRACE = 5.0
 #: Seconds a thread started by a test may take to end after it. The keepalive thread ends about

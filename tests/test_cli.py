@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from PyMySQLLock import Locker, cli, optionfile
+from PyMySQLLock.drivers import DRIVER_NAMES
 
 #: The command line under test; warnings are errors in it too.
 CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
@@ -793,7 +794,7 @@ def test_flags_override_the_url(base_env, server, lock_name):
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("driver", ["pymysql", "mysql.connector", "MySQLdb"])
+@pytest.mark.parametrize("driver", DRIVER_NAMES)
 def test_driver_flag(env, lock_name, driver):
     result = run_cli(env, "status", "-vv", "--driver", driver, lock_name)
     assert result.returncode == 0, result.stderr

@@ -24,9 +24,10 @@ from PyMySQLLock import (
     LockError,
     LockNotHeldError,
 )
+from PyMySQLLock.drivers import DRIVERS
 
 #: The pip extra that installs each driver.
-EXTRAS = {"pymysql": "pymysql", "mysql.connector": "mysql-connector", "MySQLdb": "mysqlclient"}
+EXTRAS = {entry.name: entry.extra for entry in DRIVERS}
 WRONG_PASSWORD = "Wr0ng-Pa55word-7f3e"
 
 

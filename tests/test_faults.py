@@ -36,6 +36,7 @@ from PyMySQLLock import (
     Locker,
     LockLostError,
 )
+from PyMySQLLock.drivers import DRIVER_NAMES
 
 #: Refresh interval where the server itself tells the check that the lock is gone.
 INTERVAL = 0.5
@@ -51,7 +52,7 @@ ACQUIRE_TIMEOUT = 1.0
 DISCONNECT_GRACE = 5.0
 #: The server's idle timeout in the wait_timeout tests.
 WAIT_TIMEOUT = 2
-DRIVERS = ("pymysql", "mysql.connector", "MySQLdb")
+DRIVERS = DRIVER_NAMES  # every registered driver
 
 
 # --------------------------------------------------------------------------- helpers

@@ -528,7 +528,7 @@ def test_every_statement_is_a_constant():
 def test_no_statement_is_formatted_anywhere():
     """No f-string, ``%`` or ``.format`` reaches ``execute``/``run``/``_admin`` in the package."""
     bad = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted([*PACKAGE.glob("*.py"), *PACKAGE.glob("drivers/*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
             if not (
                 isinstance(node, ast.Call)

@@ -21,19 +21,17 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 
+from ..drivers import DRIVERS, one_of
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = ["ConnectArguments", "engine_arguments", "url_arguments"]
 
 #: SQLAlchemy's DBAPI names (``dialect.driver``, the part after ``+``) and the Locker's.
-DIALECT_DRIVERS = {
-    "pymysql": "pymysql",
-    "mysqldb": "MySQLdb",
-    "mysqlconnector": "mysql.connector",
-}
+DIALECT_DRIVERS = {driver.dialects[0]: driver.name for driver in DRIVERS}
 #: The asyncio DBAPIs, for :class:`PyMySQLLock.aio.AsyncLocker` (a Locker refuses them).
 ASYNC_DIALECT_DRIVERS = {"aiomysql": "aiomysql", "asyncmy": "asyncmy"}
 _BACKENDS = ("mysql", "mariadb")
+_BLOCKING = one_of([f"mysql+{dialect}" for dialect in DIALECT_DRIVERS])
 
 
 @dataclass
@@ -94,7 +92,7 @@ def _check_kind(driver: str, is_async: bool, for_asyncio: bool) -> None:
     if is_async and not for_asyncio:
         raise InvalidArgumentError(
             f"the {driver} driver is an asyncio one, and a Locker needs a blocking driver "
-            "(mysql+pymysql, mysql+mysqldb or mysql+mysqlconnector); for asyncio use "
+            f"({_BLOCKING}); for asyncio use "
             "PyMySQLLock.aio.AsyncLocker.from_engine() or .from_url()"
         )
     if for_asyncio and not is_async:

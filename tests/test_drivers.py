@@ -1,0 +1,112 @@
+"""The driver registry: one list of drivers that every other list is read from, and the private
+attributes of the drivers that the adapters' fast paths depend on."""
+
+from __future__ import annotations
+
+import configparser
+import functools
+import importlib.metadata
+import pickle
+from pathlib import Path
+
+import pytest
+from conftest import DRIVER_IDS, DRIVERS
+
+import PyMySQLLock.drivers
+from PyMySQLLock import Locker
+from PyMySQLLock.cli import build_parser
+from PyMySQLLock.config import parse_url
+from PyMySQLLock.contrib.sqlalchemy import DIALECT_DRIVERS
+from PyMySQLLock.drivers import DRIVER_NAMES, Driver, resolve_adapter
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = PyMySQLLock.drivers.DRIVERS
+
+
+def test_every_list_of_drivers_is_the_registry() -> None:
+    assert tuple(entry.name for entry in REGISTRY) == DRIVER_NAMES
+    assert (DRIVER_NAMES, tuple(entry.short for entry in REGISTRY)) == (DRIVERS, DRIVER_IDS)
+    assert set(DIALECT_DRIVERS.items()) == {(entry.dialects[0], entry.name) for entry in REGISTRY}
+    help_text = build_parser().format_help() + "".join(
+        action.format_help()
+        for action in build_parser()._subparsers._group_actions  # type: ignore[union-attr]
+        for action in action.choices.values()
+    )
+    for entry in REGISTRY:
+        assert entry.name in help_text
+        for dialect in entry.dialects:
+            assert parse_url(f"mysql+{dialect}://u@h/db").driver == entry.name
+        for spelling in (entry.name, entry.name.upper(), *entry.aliases):
+            assert type(resolve_adapter(spelling)) is entry.adapter
+
+
+def test_setup_cfg_installs_every_driver() -> None:
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg", encoding="utf-8")
+    extras = setup["options.extras_require"]
+
+    def packages(extra: str) -> set[str]:
+        lines = extras[extra].split("\n")
+        return {line.split(">")[0].split("=")[0].strip() for line in lines if line.strip()}
+
+    for entry in REGISTRY:
+        assert entry.package in packages(entry.extra), entry
+        assert entry.package in packages("all"), entry
+        assert entry.package in packages("test"), entry
+
+
+def test_the_docs_table_lists_every_driver() -> None:
+    text = (ROOT / "docs" / "architecture.rst").read_text(encoding="utf-8")
+    table = text.split(".. list-table::", 1)[1].split("\n\n", 2)[1]
+    rows = [row for row in table.split("   * - ")[1:] if "package" not in row]
+    found = [[cell.strip() for cell in row.split("\n     - ")] for row in rows]
+    expected = [
+        [
+            f"``{entry.name}``",
+            entry.package,
+            f"``{entry.extra}``",
+            f"``mysql+{entry.dialects[0]}://``",
+            f":class:`~PyMySQLLock.drivers.{entry.adapter.__name__}`",
+        ]
+        for entry in REGISTRY
+    ]
+    assert found == expected
+
+
+def test_the_public_names_keep_their_home() -> None:
+    for name in PyMySQLLock.drivers.__all__:
+        assert hasattr(PyMySQLLock.drivers, name)
+    for entry in REGISTRY:
+        assert getattr(PyMySQLLock.drivers, entry.adapter.__name__) is entry.adapter
+        adapter = pickle.loads(pickle.dumps(entry.adapter()))  # noqa: S301 - our own bytes
+        assert type(adapter) is entry.adapter
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [entry for entry in REGISTRY if entry.adapter.private_attributes],
+    ids=lambda entry: entry.short,
+)
+def test_the_private_attributes_the_fast_paths_use_exist(server, entry: Driver) -> None:
+    # A driver release that renames one of them must fail here, loudly, rather than leave a
+    # fast path silently off (or writing an attribute nobody reads).
+    locker = Locker(driver=entry.name, **server.connect_kwargs())
+    try:
+        session, _ = locker._pool.checkout()
+        try:
+            missing = [
+                f"{path}.{name}".lstrip(".")
+                for path, names in entry.adapter.private_attributes.items()
+                for name in names
+                if not hasattr(
+                    functools.reduce(getattr, filter(None, path.split(".")), session.raw), name
+                )
+            ]
+        finally:
+            locker._pool.checkin(session)
+    finally:
+        locker.close()
+    version = importlib.metadata.version(entry.package)
+    assert not missing, (
+        f"{entry.package} {version} has none of {missing}: update {entry.adapter.__name__}"
+    )

@@ -22,7 +22,6 @@ from .connection import Session, SessionLost, StatementFailed
 from .errors import (
     AcquireCancelledError,
     DeadlockError,
-    InvalidArgumentTypeError,
     LockAlreadyHeldError,
     LockConnectionError,
     LockError,
@@ -30,8 +29,8 @@ from .errors import (
     LockNotHeldError,
     LockTimeoutError,
 )
+from .lockargs import lock_arguments
 from .loss import LossCause, LossReason
-from .names import cached_server_name, server_name, validate_name
 from .pool import SessionPool
 from .statements import (
     GET_LOCK,
@@ -61,7 +60,6 @@ logger = logging.getLogger("PyMySQLLock")
 _IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
 #: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
 _POLL_SECONDS = 0.02
-_DEFAULT_INTERVAL = float(DEFAULT_REFRESH_INTERVAL)
 #: Keepalive checks in a row that a KILL QUERY may interrupt before the lock counts as lost.
 _MAX_INTERRUPTED_CHECKS = 3
 #: Seconds cancel() waits for a KILL QUERY to end the wait before it cuts the connection.
@@ -226,27 +224,9 @@ class Lock:
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
         on_lost: OnLost | None = None,
     ) -> None:
-        # A fresh Lock per run of a job is the usual pattern (0.2.0's README), so the common
-        # arguments take the short way: an exact str name, the default timeout and interval.
-        if type(name) is str and name:
-            self._name = name
-            self._server_name = cached_server_name(name, locker.namespace)
-        else:
-            self._name = validate_name(name)
-            self._server_name = server_name(self._name, locker.namespace)
-        # Exactly the int defaults, compared by value (an identity test would rely on CPython
-        # caching small ints); other types, Decimal(-1) among them, go through validation.
-        self._timeout = (
-            math.inf if type(timeout) is int and timeout == FOREVER else validate_timeout(timeout)
+        self._name, self._server_name, self._timeout, self._interval = lock_arguments(
+            name, locker.namespace, timeout, refresh_interval_secs, on_lost
         )
-        self._interval = (
-            _DEFAULT_INTERVAL
-            if type(refresh_interval_secs) is int
-            and refresh_interval_secs == DEFAULT_REFRESH_INTERVAL
-            else validate_interval(refresh_interval_secs)
-        )
-        if on_lost is not None and not callable(on_lost):
-            raise InvalidArgumentTypeError("on_lost must be a callable or None")
         self._on_lost = on_lost
         self._locker = locker
         self._pool = locker._pool

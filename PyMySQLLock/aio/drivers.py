@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, Callable, ClassVar
 
 from ..connectoptions import LIBRARY_CHARSET, check_connect_options
+from ..drivers.base import DbApiFacts
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
-from ..statements import connection_lost
 from ..tls import TLS_KWARGS, SslMode, TlsRequest, build_context, tls_request
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
 _DATABASE_KEYS = ("database", "db")
 
 
-class AsyncDriverAdapter:
+class AsyncDriverAdapter(DbApiFacts):
     """What :mod:`PyMySQLLock.aio` needs from an asyncio MySQL driver.
 
     A subclass sets :attr:`name`, :attr:`extra` and :attr:`database_kwarg`, and overrides
@@ -251,43 +251,6 @@ class AsyncDriverAdapter:
             ends once the socket is closed (it may raise the error that closed it).
         """
         raise NotImplementedError
-
-    # -- facts about a connection -------------------------------------------------------------
-
-    def connection_id(self, raw: Any) -> int:
-        """:returns: the server's id of the connection's session (``CONNECTION_ID()``)."""
-        return int(raw.thread_id())
-
-    def server_version(self, raw: Any) -> str:
-        """:returns: the version string the server announced in its handshake."""
-        version = raw.get_server_info()
-        return version.decode() if isinstance(version, bytes) else str(version)
-
-    # -- errors -------------------------------------------------------------------------------
-
-    def is_driver_error(self, exc: BaseException) -> bool:
-        """:returns: whether ``exc`` was raised by the driver (a DB-API ``Error``)."""
-        return isinstance(exc, self.module.Error)
-
-    def error_code(self, exc: BaseException) -> int | None:
-        """:returns: the server or client error number carried by ``exc``, if any."""
-        args = getattr(exc, "args", ())
-        if args and isinstance(args[0], int):
-            return args[0]
-        return None
-
-    def is_connection_lost(self, exc: BaseException) -> bool:
-        """Tell whether ``exc`` means that the connection can no longer be used.
-
-        :returns: ``True`` for socket errors, interface errors and the lost-connection codes.
-        """
-        if isinstance(exc, (OSError, EOFError)):
-            return True
-        if not self.is_driver_error(exc):
-            return False
-        if isinstance(exc, self.module.InterfaceError):
-            return True
-        return connection_lost(self.error_code(exc))
 
 
 class AiomysqlAdapter(AsyncDriverAdapter):

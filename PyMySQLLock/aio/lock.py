@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ..connection import SessionLost, StatementFailed, died_in_pool
 from ..errors import (
-    InvalidArgumentTypeError,
     LockAlreadyHeldError,
     LockConnectionError,
     LockError,
@@ -34,8 +33,8 @@ from ..errors import (
     LockNotHeldError,
     LockTimeoutError,
 )
+from ..lockargs import lock_arguments
 from ..loss import LossCause, LossReason
-from ..names import cached_server_name, server_name, validate_name
 from ..progress import HOLDER_DETAILS, holder_from_row
 from ..statements import (
     GET_LOCK,
@@ -61,7 +60,6 @@ logger = logging.getLogger("PyMySQLLock")
 _IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
 #: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
 _POLL_SECONDS = 0.02
-_DEFAULT_INTERVAL = float(DEFAULT_REFRESH_INTERVAL)
 
 #: The type of ``on_lost``: a function or a coroutine function taking the lost lock.
 AsyncOnLost = Callable[["AsyncLock"], Union[Awaitable[Any], Any]]
@@ -94,20 +92,9 @@ class AsyncLock:
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
         on_lost: AsyncOnLost | None = None,
     ) -> None:
-        if type(name) is str and name:
-            self._name = name
-            self._server_name = cached_server_name(name, locker.namespace)
-        else:
-            self._name = validate_name(name)
-            self._server_name = server_name(self._name, locker.namespace)
-        self._timeout = math.inf if timeout is FOREVER else validate_timeout(timeout)
-        self._interval = (
-            _DEFAULT_INTERVAL
-            if refresh_interval_secs is DEFAULT_REFRESH_INTERVAL
-            else validate_interval(refresh_interval_secs)
+        self._name, self._server_name, self._timeout, self._interval = lock_arguments(
+            name, locker.namespace, timeout, refresh_interval_secs, on_lost
         )
-        if on_lost is not None and not callable(on_lost):
-            raise InvalidArgumentTypeError("on_lost must be a callable or None")
         self._on_lost = on_lost
         self._locker = locker
         self._state = _IDLE

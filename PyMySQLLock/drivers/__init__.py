@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
-from .base import ConnectFunction, DriverAdapter
+from .base import ConnectFunction, DbApiFacts, DriverAdapter
 from .mysqlconnector import MySQLConnectorAdapter
 from .mysqldb import MySQLdbAdapter
 from .pymysql import PyMySQLAdapter
@@ -29,6 +29,7 @@ __all__ = [
     "DRIVERS",
     "DRIVER_NAMES",
     "ConnectFunction",
+    "DbApiFacts",
     "Driver",
     "DriverAdapter",
     "MySQLConnectorAdapter",

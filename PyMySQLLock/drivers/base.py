@@ -5,15 +5,15 @@ A driver adapter is a subclass of :class:`DriverAdapter` registered in :mod:`PyM
 
 * **Required** (the defaults fit PyMySQL and mysqlclient; check each for a new driver):
   the class attributes ``name`` (the module imported and the ``driver=`` name) and ``extra``
-  (the pip extra); :meth:`~DriverAdapter.connection_id` (``CONNECTION_ID()`` of a connection),
-  :meth:`~DriverAdapter.server_version` (the handshake's version string),
-  :meth:`~DriverAdapter.error_code` (the number a driver error carries), and the connect keyword
+  (the pip extra); ``connection_id`` (``CONNECTION_ID()`` of a connection),
+  ``server_version`` (the handshake's version string),
+  ``error_code`` (the number a driver error carries), and the connect keyword
   names ``read_timeout_kwarg``, ``connect_timeout_kwarg`` and ``write_timeout_kwarg``.
 * **Optional** (override where the driver differs): :meth:`~DriverAdapter.encode_read_timeout`
   (whole seconds for C clients), :meth:`~DriverAdapter.translate_options` (URL options to the
   driver's names), ``_tls_options`` (the driver's TLS keywords), ``dropped_options``,
   ``charset_changing_options`` and :meth:`~DriverAdapter.reset_charset`,
-  :meth:`~DriverAdapter.is_connection_lost` (more client errors that mean a lost connection),
+  ``is_connection_lost`` (more client errors that mean a lost connection),
   :meth:`~DriverAdapter.caller_cursor` / :meth:`~DriverAdapter.finish_caller_cursor`.
 * **Fast paths** (optional; each must fall back to the driver's public API when it cannot
   apply): ``supports_split_query`` with :meth:`~DriverAdapter.send_query` and
@@ -43,13 +43,72 @@ from ..statements import connection_lost
 from ..timeouts import validate_driver_timeout
 from ..tls import CIPHER_SQL, TLS_KWARGS, SslMode, TlsRequest, tls_request
 
-__all__ = ["ConnectFunction", "DriverAdapter"]
+__all__ = ["ConnectFunction", "DbApiFacts", "DriverAdapter"]
 
 ConnectFunction = Callable[..., Any]
 
 
-class DriverAdapter:
+class DbApiFacts:
+    """What a DB-API connection and a driver error say, read the way PyMySQL's API tells them.
+
+    Shared by :class:`DriverAdapter` and the asyncio adapters (aiomysql and asyncmy keep
+    PyMySQL's connection API and exceptions), so that both layers classify a driver error alike;
+    a driver that differs overrides a method (mysql-connector does).
+    """
+
+    @property
+    def module(self) -> Any:
+        """The imported driver module, whose DB-API exception classes are read."""
+        raise NotImplementedError
+
+    # -- facts about a connection -------------------------------------------------------------
+
+    def connection_id(self, raw: Any) -> int:
+        """:returns: the server's id of the connection's session (``CONNECTION_ID()``)."""
+        return int(raw.thread_id())
+
+    def server_version(self, raw: Any) -> str:
+        """:returns: the version string the server announced in its handshake."""
+        version = raw.get_server_info()
+        return version.decode() if isinstance(version, bytes) else str(version)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def is_driver_error(self, exc: BaseException) -> bool:
+        """:returns: whether ``exc`` was raised by the driver (a DB-API ``Error``)."""
+        return isinstance(exc, self.module.Error)
+
+    def error_code(self, exc: BaseException) -> int | None:
+        """:returns: the server or client error number carried by ``exc``, if any."""
+        args = getattr(exc, "args", ())
+        if args and isinstance(args[0], int):
+            return args[0]
+        return None
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        """Tell whether ``exc`` means that the connection can no longer be used.
+
+        A socket error or a read timeout leaves the protocol in an unknown state, so both count
+        as lost: the session may still exist on the server, but this client can never use it
+        again.
+
+        :returns: ``True`` when the connection must be thrown away.
+        """
+        if isinstance(exc, (OSError, EOFError)):
+            return True
+        if not self.is_driver_error(exc):
+            return False
+        if isinstance(exc, self.module.InterfaceError):
+            return True
+        # The codes are read in the one table of statements.py, shared with the asyncio layer.
+        return connection_lost(self.error_code(exc))
+
+
+class DriverAdapter(DbApiFacts):
     """What PyMySQLLock needs from a DB-API driver, and how it differs between drivers.
+
+    The facts read from a connection or an error (connection id, server version, error code,
+    lost connection) come from :class:`DbApiFacts`.
 
     Subclasses set the class attributes and override the hooks whose driver behaviour differs.
     An adapter instance belongs to one :class:`~PyMySQLLock.Locker`: it may cache per-locker
@@ -380,49 +439,9 @@ class DriverAdapter:
 
     # -- facts about a connection -------------------------------------------------------------
 
-    def connection_id(self, raw: Any) -> int:
-        """:returns: the server's id of the connection's session (``CONNECTION_ID()``)."""
-        return int(raw.thread_id())
-
-    def server_version(self, raw: Any) -> str:
-        """:returns: the version string the server announced in its handshake."""
-        version = raw.get_server_info()
-        return version.decode() if isinstance(version, bytes) else str(version)
-
     def fileno(self, raw: Any) -> int | None:
         """:returns: the connection's socket file descriptor, or ``None`` when unknown."""
         return None
-
-    # -- errors -------------------------------------------------------------------------------
-
-    def is_driver_error(self, exc: BaseException) -> bool:
-        """:returns: whether ``exc`` was raised by the driver (a DB-API ``Error``)."""
-        return isinstance(exc, self.module.Error)
-
-    def error_code(self, exc: BaseException) -> int | None:
-        """:returns: the server or client error number carried by ``exc``, if any."""
-        args = getattr(exc, "args", ())
-        if args and isinstance(args[0], int):
-            return args[0]
-        return None
-
-    def is_connection_lost(self, exc: BaseException) -> bool:
-        """Tell whether ``exc`` means that the connection can no longer be used.
-
-        A socket error or a read timeout leaves the protocol in an unknown state, so both count
-        as lost: the session may still exist on the server, but this client can never use it
-        again.
-
-        :returns: ``True`` when the connection must be thrown away.
-        """
-        if isinstance(exc, (OSError, EOFError)):
-            return True
-        if not self.is_driver_error(exc):
-            return False
-        if isinstance(exc, self.module.InterfaceError):
-            return True
-        # The codes are read in the one table of statements.py, shared with the asyncio layer.
-        return connection_lost(self.error_code(exc))
 
     # -- fork ---------------------------------------------------------------------------------
 

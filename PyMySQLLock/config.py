@@ -103,6 +103,13 @@ def parse_url(url: str) -> ConnectionSettings:
     """
     if not isinstance(url, str):
         raise InvalidArgumentTypeError(f"url must be a str, not {type(url).__name__}")
+    if "#" in url:
+        # A connection URL has no fragment: an unencoded "#" (in a password, say) would cut
+        # the URL there, and what follows (the host, the options) would be dropped silently.
+        raise InvalidArgumentError(
+            "malformed connection URL: '#' starts a fragment; percent-encode it as %23 in the "
+            "user and password"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

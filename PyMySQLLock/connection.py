@@ -117,7 +117,8 @@ class Session:
 
         :returns: ``False`` (and nothing sent) when the driver cannot split a statement.
         """
-        if not self.adapter.supports_split_query:
+        adapter = self.adapter
+        if not (adapter.supports_split_query and adapter.fast_paths):
             return False
         return self._call(  # type: ignore[no-any-return]
             functools.partial(self.adapter.send_query, self.raw), sql, params

@@ -6,8 +6,12 @@ from __future__ import annotations
 import configparser
 import functools
 import importlib.metadata
+import logging
 import pickle
+import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from conftest import DRIVER_IDS, DRIVERS
@@ -18,6 +22,7 @@ from PyMySQLLock.cli import build_parser
 from PyMySQLLock.config import parse_url
 from PyMySQLLock.contrib.sqlalchemy import DIALECT_DRIVERS
 from PyMySQLLock.drivers import DRIVER_NAMES, Driver, resolve_adapter
+from PyMySQLLock.statements import STILL_HELD
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = PyMySQLLock.drivers.DRIVERS
@@ -82,11 +87,11 @@ def test_the_public_names_keep_their_home() -> None:
         assert type(adapter) is entry.adapter
 
 
-@pytest.mark.parametrize(
-    "entry",
-    [entry for entry in REGISTRY if entry.adapter.private_attributes],
-    ids=lambda entry: entry.short,
-)
+#: The drivers whose adapters use private attributes in their fast paths.
+WITH_FAST_PATHS = [entry for entry in REGISTRY if entry.adapter.private_attributes]
+
+
+@pytest.mark.parametrize("entry", WITH_FAST_PATHS, ids=lambda entry: entry.short)
 def test_the_private_attributes_the_fast_paths_use_exist(server, entry: Driver) -> None:
     # A driver release that renames one of them must fail here, loudly, rather than leave a
     # fast path silently off (or writing an attribute nobody reads).
@@ -104,9 +109,41 @@ def test_the_private_attributes_the_fast_paths_use_exist(server, entry: Driver) 
             ]
         finally:
             locker._pool.checkin(session)
+        assert locker.driver.fast_paths
     finally:
         locker.close()
     version = importlib.metadata.version(entry.package)
     assert not missing, (
         f"{entry.package} {version} has none of {missing}: update {entry.adapter.__name__}"
     )
+
+
+@pytest.mark.parametrize("entry", WITH_FAST_PATHS, ids=lambda entry: entry.short)
+def test_a_renamed_private_attribute_turns_the_fast_paths_off_and_locks_still_work(
+    server, entry: Driver, lock_name: str, sql: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = entry.adapter
+    checked = threading.Event()  # a keepalive check ran, through the public API
+
+    class FutureRelease(base):  # type: ignore[misc, valid-type]
+        private_attributes: ClassVar[Mapping[str, tuple[str, ...]]] = {
+            **base.private_attributes,
+            "": (*base.private_attributes[""], "_renamed_by_a_future_release"),
+        }
+
+        def query(self, cursor: Any, sql_text: str, params: Any) -> Any:
+            if sql_text == STILL_HELD:
+                checked.set()
+            return super().query(cursor, sql_text, params)
+
+    caplog.set_level(logging.DEBUG, logger="PyMySQLLock")
+    with Locker(driver=FutureRelease(), **server.connect_kwargs()) as locker:
+        assert locker.driver.fast_paths is False
+        assert "_renamed_by_a_future_release" in caplog.text
+        lock = locker.lock(lock_name, refresh_interval_secs=0.2)
+        assert lock.acquire(0)
+        assert checked.wait(10), "the keepalive never checked the lock"
+        assert lock.locked()
+        assert sql("SELECT IS_USED_LOCK(%s)", (lock.server_name,))[0][0] == lock.connection_id
+        lock.release()
+        assert sql("SELECT IS_USED_LOCK(%s)", (lock.server_name,))[0][0] is None

@@ -21,14 +21,17 @@ A driver adapter is a subclass of :class:`DriverAdapter` registered in :mod:`PyM
   it waits for any answer), :meth:`~DriverAdapter.fileno` (the socket, for the keepalive's
   ``poll()``, ``cancel()`` and fork safety; ``None`` when unknown degrades those gracefully).
   A fast path that reads a driver's private attributes names them in ``private_attributes``
-  (``{"class path": ("attribute", ...)}``); ``tests/test_drivers.py`` fails when an installed
-  release lacks one.
+  (``{"path from the connection": ("attribute", ...)}``). The adapter's first connection is
+  checked for them: when one is missing (a driver release renamed it) the fast paths are off
+  for good, the driver's public API serves every statement, and a DEBUG log says which;
+  ``tests/test_drivers.py`` fails on such a release, so that it is noticed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, ClassVar
@@ -44,6 +47,8 @@ from ..timeouts import validate_driver_timeout
 from ..tls import CIPHER_SQL, TLS_KWARGS, SslMode, TlsRequest, tls_request
 
 __all__ = ["ConnectFunction", "DbApiFacts", "DriverAdapter"]
+
+logger = logging.getLogger("PyMySQLLock")
 
 ConnectFunction = Callable[..., Any]
 
@@ -177,6 +182,42 @@ class DriverAdapter(DbApiFacts):
         except BaseException:
             self.close(raw)
             raise
+        if self.private_attributes and not self._private_checked:
+            self._check_private_attributes(raw)
+
+    #: Whether the fast paths may run: ``False`` once the first connection lacked one of the
+    #: :attr:`private_attributes` (a driver release renamed it), and the driver's public API
+    #: serves every statement instead.
+    fast_paths: bool = True
+    _private_checked = False
+
+    def missing_private_attributes(self, raw: Any) -> list[str]:
+        """:returns: the :attr:`private_attributes` that the connection ``raw`` lacks."""
+        missing: list[str] = []
+        for path, names in self.private_attributes.items():
+            owner = raw
+            for part in filter(None, path.split(".")):
+                owner = getattr(owner, part, None)
+            missing.extend(
+                f"{path}.{name}".lstrip(".")
+                for name in names
+                if owner is None or not hasattr(owner, name)
+            )
+        return missing
+
+    def _check_private_attributes(self, raw: Any) -> None:
+        """On the first connection: turn the fast paths off if the driver changed under them."""
+        self._private_checked = True
+        missing = self.missing_private_attributes(raw)
+        if missing:
+            self.fast_paths = False
+            logger.debug(
+                "%s connection %s lacks %s: the fast paths are off, the driver's public API "
+                "serves every statement",
+                self.name,
+                type(raw).__name__,
+                ", ".join(missing),
+            )
 
     def connect_function(self) -> ConnectFunction:
         """:returns: the callable that opens a connection."""

@@ -208,6 +208,8 @@ class MySQLConnectorAdapter(DriverAdapter):
 
     def _fast_path(self) -> ConnectorFastPath | None:
         """:returns: the fast path, or ``None`` when this release of the connector has none."""
+        if not self.fast_paths:
+            return None
         if not self._fast_looked_up:
             with contextlib.suppress(ImportError, AttributeError):
                 self._fast = ConnectorFastPath(self.module)

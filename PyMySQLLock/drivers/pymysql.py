@@ -51,7 +51,8 @@ class PyMySQLAdapter(DriverAdapter):
             raw = self.connect_function()(*args, **options)
             self._settle(raw, options, tls)
             return raw
-        reuse_tls = not (self._TLS_OPTIONS & options.keys())
+        # Reusing the context writes a private attribute: not once the fast paths are off.
+        reuse_tls = self.fast_paths and not (self._TLS_OPTIONS & options.keys())
         extra: dict[str, Any] = {}
         if reuse_tls and self._preferred_tls_context is not None:
             extra["ssl"] = self._preferred_tls_context

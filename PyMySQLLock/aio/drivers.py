@@ -9,8 +9,9 @@ plain rows, a bounded handshake, no automatic reconnect (neither driver ever rec
 asked to); which error codes mean a lost connection is decided by
 ``PyMySQLLock.statements.connection_lost()``, shared with the blocking code.
 
-Neither driver gets a read timeout of its own: the session bounds every statement with an
-asyncio timeout (``PyMySQLLock.aio.session``), which works the same on both.
+Neither driver gets a read timeout of its own: the session bounds every statement with the
+read timeout, on one timer of the event loop per pool (``PyMySQLLock.aio.session.Deadlines``),
+which works the same on both.
 """
 
 from __future__ import annotations

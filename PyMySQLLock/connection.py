@@ -37,6 +37,21 @@ def died_in_pool(reused: bool, started: float) -> bool:
     return reused and time.monotonic() - started < DEAD_ON_ARRIVAL_SECONDS
 
 
+def keeps_idle(*, closed: bool, broken: bool, caller_used: bool, idle: int, size: int) -> bool:
+    """Tell whether a pool keeps a session given back to it, for the next acquire.
+
+    Only an open pool with room keeps one, and only a sound session that ran nothing but the
+    library's statements: a ``cursor()`` block may have left session state behind.
+
+    :param closed: the pool is closed.
+    :param broken: the session's connection failed.
+    :param caller_used: the caller's own statements ran on the session.
+    :param idle: sessions the pool keeps now.
+    :param size: sessions the pool may keep.
+    """
+    return not closed and not broken and not caller_used and idle < size
+
+
 class SessionLost(Exception):
     """Internal: the connection broke; its server session (and any lock) is gone or unusable."""
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
 from . import statements
-from .connection import Session, SessionLost, StatementFailed, died_in_pool
+from .connection import Session, SessionLost, StatementFailed, died_in_pool, keeps_idle
 from .connectoptions import describe_target, redact_secrets, rejected_arguments
 from .drivers import DriverAdapter
 from .errors import LockConnectionError, LockError
@@ -107,11 +107,12 @@ class SessionPool:
         """Give back a healthy session whose server session holds no lock."""
         with self._mutex:
             self._in_use.discard(session)
-            if (
-                not self.closed
-                and not session.broken
-                and not session.caller_used
-                and len(self._idle) < self.size
+            if keeps_idle(
+                closed=self.closed,
+                broken=session.broken,
+                caller_used=session.caller_used,
+                idle=len(self._idle),
+                size=self.size,
             ):
                 self._idle.append(session)
                 return

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
-from ..connection import SessionLost, StatementFailed, died_in_pool
+from ..connection import SessionLost, StatementFailed, died_in_pool, keeps_idle
 from ..connectoptions import describe_target, redact_secrets, rejected_arguments
 from ..errors import LockConnectionError, LockError
 from ..server import ServerInfo
@@ -112,11 +112,12 @@ class AsyncPool:
     def checkin(self, session: AsyncSession) -> None:
         """Give back a healthy session whose server session holds no lock."""
         self._in_use.discard(session)
-        if (
-            not self.closed
-            and not session.broken
-            and not session.caller_used
-            and len(self._idle) < self.size
+        if keeps_idle(
+            closed=self.closed,
+            broken=session.broken,
+            caller_used=session.caller_used,
+            idle=len(self._idle),
+            size=self.size,
         ):
             self._idle.append(session)
         else:

@@ -635,3 +635,42 @@ async def make_async_locker(server: Server, async_driver: str, watch_loop: Any) 
     yield make
     for each in made:
         await each.close()
+
+
+# =============================================================================================
+# 4. The command line: ``pymysqllock`` in a process of its own
+# =============================================================================================
+# ``CLI`` runs it as users' Python would, with warnings as errors; ``launch`` starts it in the
+# background and kills what is still running after the test.
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+#: The command line, warnings as errors.
+CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
+#: Seconds a launched command line gets to end after being killed.
+_CLI_WAIT = 30.0
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """``launch(env, *args, **popen_kwargs)``: start the command line in the background."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(environment: dict[str, str], *args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [*CLI, *map(str, args)],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=_CLI_WAIT)

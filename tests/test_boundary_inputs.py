@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from conftest import CLI
 
 from PyMySQLLock import (
     DeadlockError,
@@ -33,9 +33,6 @@ from PyMySQLLock import (
     optionfile,
 )
 from PyMySQLLock.names import server_name, validate_namespace
-
-CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
-
 
 # --------------------------------------------------------------------------- namespaces
 

@@ -18,12 +18,12 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from conftest import CLI
 
 from PyMySQLLock import Locker, cli, optionfile
 from PyMySQLLock.drivers import DRIVER_NAMES
 
 #: The command line under test; warnings are errors in it too.
-CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
 #: A password with every character that a URL, an option file or SQL treats specially.
 SPECIAL_PASSWORD = "p@ss:w/rd%\"'"
 #: Generous bound for anything that should take a fraction of a second.
@@ -116,30 +116,6 @@ def root_locker(server):
     """A Locker of the test itself (as root) on the session server."""
     with Locker(**server.connect_kwargs()) as locker:
         yield locker
-
-
-@pytest.fixture
-def launch():
-    """``launch(env, *args)``: start the command line in the background; ended after the test."""
-    started = []
-
-    def start(environment, *args, **kwargs):
-        process = subprocess.Popen(
-            [*CLI, *map(str, args)],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            **kwargs,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=WAIT)
 
 
 @pytest.fixture

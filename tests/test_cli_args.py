@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CLI
 
 from PyMySQLLock import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
 
 
 def _parsed(*argv):

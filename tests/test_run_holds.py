@@ -17,10 +17,10 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from conftest import CLI
 
 from PyMySQLLock import cli
 
-CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
 #: Generous bound for anything that should take a fraction of a second.
 WAIT = 30.0
 HOLD = 1.0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -21,7 +20,6 @@ import pytest
 from PyMySQLLock import Locker, cli
 from PyMySQLLock.runner import redact_url
 
-CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
 WAIT = 30.0
 
 # The command: starts a background process that ignores SIGTERM (unless JOB_POLITE is set),
@@ -71,28 +69,6 @@ def run_env(tmp_path, server):
         if key not in (cli.URL_ENV, "MYSQL_HOME", "MARIADB_HOME", "PYTHONWARNINGS")
     }
     return {**env, "HOME": str(home), cli.URL_ENV: server.url}
-
-
-@pytest.fixture
-def launch():
-    started: list[subprocess.Popen[str]] = []
-
-    def start(environment, *args):
-        process = subprocess.Popen(
-            [*CLI, *map(str, args)],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=WAIT)
 
 
 def wait_for_log(path: Path, timeout: float = WAIT) -> list[str]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CLI
 from server import ThrowawayServer, external_mode, throwaway_possible
 
 from PyMySQLLock import InvalidArgumentError, LockConnectionError, Locker, optionfile
@@ -23,7 +23,6 @@ from PyMySQLLock.tls import SslMode, tls_request
 
 SCHEMES = {"pymysql": "mysql+pymysql", "mysql.connector": "mysql+mysqlconnector"}
 SCHEMES["MySQLdb"] = "mysql+mysqldb"
-CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
 
 
 def _openssl(directory: Path, *args: str) -> None:

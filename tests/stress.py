@@ -310,9 +310,6 @@ def check(
     return report
 
 
-# --------------------------------------------------------------------------- the worker
-
-
 # --------------------------------------------------------------------------- hostile events
 
 #: Chances per iteration of a worker: an interrupt injected into its acquire or its release,
@@ -397,6 +394,9 @@ def hostile_on_lost(lock: Any) -> None:
     own_thread = threading.current_thread() is threading.main_thread()
     kinds = (RuntimeError,) if own_thread else (SystemExit, KeyboardInterrupt, RuntimeError)
     raise random.choice(kinds)("from on_lost")
+
+
+# --------------------------------------------------------------------------- the worker
 
 
 def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int:

@@ -29,7 +29,6 @@ from .fencing_sql import (
     validate_table,
 )
 from .lock import Lock, LockHost
-from .statements import RELEASE_LOCK, Release, release_answer
 
 if TYPE_CHECKING:
     from .server import ServerInfo
@@ -184,15 +183,12 @@ class FencedLock(Lock):
         closed instead.
         """
         try:
-            with session.mutex:
-                row = session.run(RELEASE_LOCK, (self._server_name,))
-        except (SessionLost, StatementFailed):
-            self._pool.discard(session)  # the acquire's own error is the one to report
-            return
+            # A failure to release is not reported: the acquire's own error is the one to.
+            released = self._release_grant(session)
         except BaseException:
             self._pool.discard(session)
             raise
-        if release_answer(row) is Release.RELEASED:
+        if released:
             self._pool.checkin(session)
         else:
             self._pool.discard(session)

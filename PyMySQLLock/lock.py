@@ -599,7 +599,7 @@ class Lock:
                 outcome = acquire_answer(self._name, row)
                 if self._cancel_requested:
                     if outcome is Acquire.GRANTED:
-                        self._give_back(session)
+                        self._release_grant(session)
                     continue
             reused = False
             if outcome is Acquire.GRANTED:
@@ -627,17 +627,24 @@ class Lock:
             if chunk == 0:
                 time.sleep(min(_POLL_SECONDS, remaining))
 
-    def _give_back(self, session: Session) -> None:
-        """Release a grant that a :meth:`cancel` raced, before the acquire ends.
+    def _release_grant(self, session: Session) -> bool:
+        """Send ``RELEASE_LOCK`` for a grant that this acquire does not keep.
 
-        Closing the connection (which :meth:`acquire` still does, for a ``KILL QUERY`` that
-        may be on its way to it) frees the lock only once the server has processed the
-        close: :meth:`cancel` would return, and an election's ``stop()`` with it, while the
-        server still held the lock, failing the next taker's try. If the release fails, the
-        close frees the lock as before.
+        A :meth:`cancel` raced the grant, or a subclass could not finish taking the lock; the
+        caller closes or pools the session.
+
+        Closing the connection frees the lock only once the server has processed the close:
+        :meth:`cancel` would return, and an election's ``stop()`` with it, while the server
+        still held the lock, failing the next taker's try.
+
+        :returns: whether the server confirmed the release.
         """
-        with contextlib.suppress(SessionLost, StatementFailed), session.mutex:
-            session.run(RELEASE_LOCK, (self._server_name,))
+        try:
+            with session.mutex:
+                row = session.run(RELEASE_LOCK, (self._server_name,))
+        except (SessionLost, StatementFailed):
+            return False
+        return release_answer(row) is Release.RELEASED
 
     def _report_wait(self, session: Session, waited: float) -> None:
         """Log who holds the lock, asking on the waiting session (which is between waits)."""

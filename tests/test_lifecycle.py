@@ -385,8 +385,9 @@ def test_an_interrupt_anywhere_leaves_the_library_and_the_server_in_agreement(
 # --------------------------------------------------------------------------- 4-5. close, cancel
 
 
+@pytest.mark.parametrize("fencing", [False, True], ids=["plain", "fenced"])
 def test_a_cancel_racing_the_grant_leaves_the_lock_free_when_it_returns(
-    make_locker, driver, unique_name, spawn, sql, lock_waiters
+    make_locker, driver, unique_name, spawn, sql, lock_waiters, fencing
 ):
     # The server grants the waiting GET_LOCK, and cancel() asks before the acquire has read
     # the grant. When cancel() returns, the lock must be free on the server, not once the
@@ -422,14 +423,14 @@ def test_a_cancel_racing_the_grant_leaves_the_lock_free_when_it_returns(
     name = unique_name()
     holder_lock = make_locker().lock(name)
     assert holder_lock.acquire(0)
-    waiter = make_locker(driver=adapter).lock(name)
+    waiter = make_locker(driver=adapter).lock(name, fencing=fencing)
 
     def wait() -> None:
         adapter.waiter = threading.current_thread()
         waiter.acquire()
 
     worker = spawn(wait)
-    lock_waiters(waiter.server_name)
+    (waiting_id,) = lock_waiters(waiter.server_name)
     holder_lock.release()  # the server grants the waiter; its acquire is held before reading it
     cancel = spawn(waiter.cancel)
     try:
@@ -440,6 +441,8 @@ def test_a_cancel_racing_the_grant_leaves_the_lock_free_when_it_returns(
     assert isinstance(worker.exception(10), AcquireCancelledError)
     assert not waiter.locked()
     assert_consistent(sql, waiter)
+    # The waiting session may carry cancel()'s KILL QUERY: closed, never pooled for the next.
+    assert waiting_id not in {each.connection_id for each in waiter.locker._pool._idle}
 
 
 def test_close_from_another_thread_ends_a_waiting_acquire(

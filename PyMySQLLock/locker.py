@@ -737,12 +737,13 @@ class Locker:
             raise LockError(refusal)
         try:
             self._keepalive.watch(lock, interval)
-        except KeepaliveDeadError:
-            raise LockError(str(self._pool.refusal)) from None
+        except KeepaliveDeadError as exc:
+            # The thread may still be reporting its locks, before it calls _keepalive_died.
+            raise LockError(self._pool.refusal or str(exc)) from None
 
     def _keepalive_died(self, reason: str) -> None:
         """Called by a keepalive thread that ended unexpectedly (after it reported its locks)."""
-        self._pool.refusal = (
+        self._pool.refuse(
             f"this Locker's keepalive thread ended ({reason}), so it cannot guard new locks; "
             "make a new Locker"
         )

@@ -62,6 +62,18 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 T = TypeVar("T")
 
 
+def _task_in(tasks: set[asyncio.Task[T]], work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run ``work`` as a task kept in ``tasks`` while it runs.
+
+    :meth:`AsyncLocker.close` waits for or ends each set's tasks; the set also keeps a running
+    task from being collected.
+    """
+    task = asyncio.get_running_loop().create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
 class AsyncLocker:
     """Hands out :class:`AsyncLock` objects that share a server, its sessions and a keepalive.
 
@@ -561,16 +573,11 @@ class AsyncLocker:
 
     def _keep(self, release: Coroutine[Any, Any, None]) -> None:
         """Run the release at the end of a minimum hold as a task; :meth:`close` ends it."""
-        task = asyncio.get_running_loop().create_task(release)
-        self._kept.add(task)
-        task.add_done_callback(self._kept.discard)
+        _task_in(self._kept, release)
 
     def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` as a task that :meth:`close` waits for before releasing the locks."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._tracked.add(task)
-        task.add_done_callback(self._tracked.discard)
-        return task
+        return _task_in(self._tracked, work)
 
     def _run_callback(self, name: str, awaitable: Awaitable[Any]) -> None:
         """Run a coroutine ``on_lost`` as a task; :meth:`close` waits for it."""
@@ -581,6 +588,4 @@ class AsyncLocker:
             except Exception:
                 logger.exception("on_lost callback for lock %r raised", name)
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._callbacks.add(task)
-        task.add_done_callback(self._callbacks.discard)
+        _task_in(self._callbacks, run())

@@ -94,6 +94,7 @@ class AsyncSession:
     :param raw: the driver's connection.
     :param cursor: a cursor of ``raw`` (from :meth:`~.AsyncDriverAdapter.cursor`).
     :param read_timeout: seconds any statement may take before the connection counts as lost.
+    :param deadlines: the timer of its pool that enforces that read timeout.
     """
 
     __slots__ = (
@@ -121,7 +122,7 @@ class AsyncSession:
         raw: Any,
         cursor: Any,
         read_timeout: float,
-        deadlines: Deadlines | None = None,
+        deadlines: Deadlines,
     ) -> None:
         self.adapter = adapter
         self.raw = raw
@@ -141,7 +142,7 @@ class AsyncSession:
         self._loop = asyncio.get_running_loop()
         # The read timeout (Python 3.11 and later): the task of the statement under way, its
         # cancellation count before it, and whether the deadline cancelled it; see _call().
-        self._deadlines = Deadlines() if deadlines is None else deadlines
+        self._deadlines = deadlines
         self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
         self._expired = False

@@ -32,6 +32,7 @@ DIALECT_DRIVERS = {driver.dialects[0]: driver.name for driver in DRIVERS}
 ASYNC_DIALECT_DRIVERS = {"aiomysql": "aiomysql", "asyncmy": "asyncmy"}
 _BACKENDS = ("mysql", "mariadb")
 _BLOCKING = one_of([f"mysql+{dialect}" for dialect in DIALECT_DRIVERS])
+_ASYNC = one_of([f"mysql+{dialect}" for dialect in ASYNC_DIALECT_DRIVERS])
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _check_kind(driver: str, is_async: bool, for_asyncio: bool) -> None:
     if for_asyncio and not is_async:
         raise InvalidArgumentError(
             f"the {driver} driver is a blocking one, and an AsyncLocker needs an asyncio "
-            "driver (mysql+aiomysql or mysql+asyncmy); for a blocking driver use "
+            f"driver ({_ASYNC}); for a blocking driver use "
             "PyMySQLLock.Locker.from_engine() or .from_url()"
         )
 

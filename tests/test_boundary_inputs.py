@@ -32,6 +32,7 @@ from PyMySQLLock import (
     cli,
     optionfile,
 )
+from PyMySQLLock.aio import AsyncLocker
 from PyMySQLLock.names import server_name, validate_namespace
 
 # --------------------------------------------------------------------------- namespaces
@@ -44,9 +45,16 @@ def test_the_separator_is_reserved_in_namespaces():
     assert server_name("eu.invoices", "billing") == "billing.eu.invoices"
 
 
-def test_a_url_passed_to_the_constructor_points_to_from_url(server):
-    with pytest.raises(InvalidArgumentError, match=r"Locker\.from_url"):
-        Locker(server.url)
+def test_a_url_passed_to_the_constructor_points_to_from_url(server, driver):
+    with pytest.raises(InvalidArgumentError, match=r"use Locker\.from_url"):
+        Locker(server.url, driver=driver)
+
+
+def test_a_url_passed_to_the_async_constructor_points_to_from_url(server, async_driver):
+    with pytest.raises(InvalidArgumentError, match=r"use AsyncLocker\.from_url"):
+        AsyncLocker(server.url, driver=async_driver)
+    with pytest.raises(InvalidArgumentTypeError, match="keyword arguments only"):
+        AsyncLocker(server.host, driver=async_driver)
 
 
 # --------------------------------------------------------------------------- option files

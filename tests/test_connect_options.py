@@ -8,15 +8,22 @@
   ``init_command``, ``sql_mode``, client flags) leave every public call working, with the lock
   held exactly while the API says so: acquire, holder, is_locked, the listings, release, loss
   detection and force_release.
+* The same for the asyncio drivers (aiomysql, asyncmy) and :class:`~PyMySQLLock.aio.AsyncLocker`;
+  there ``sql_mode`` is sent by the library as a parameter (both drivers paste it into
+  ``SET sql_mode=`` unquoted, so a list of modes failed every connection), before the user's
+  ``init_command`` as the drivers would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import threading
 from typing import Any
 
+import aiomysql.cursors
+import asyncmy.cursors
 import MySQLdb.cursors
 import pymysql.constants.CLIENT
 import pymysql.cursors
@@ -78,10 +85,25 @@ DRIVER_OPTIONS: dict[str, dict[str, Any]] = {
     },
 }
 
+ASYNC_DRIVER_OPTIONS: dict[str, dict[str, Any]] = {
+    "aiomysql": {
+        "DictCursor": {"cursorclass": aiomysql.cursors.DictCursor},
+        "SSDictCursor": {"cursorclass": aiomysql.cursors.SSDictCursor},
+        "conv": {"conv": {}},
+        "client_flag": {"client_flag": 2 | 1024 | 256 | 65536},
+    },
+    "asyncmy": {
+        "DictCursor": {"cursor_cls": asyncmy.cursors.DictCursor},
+        "conv": {"conv": {}},
+        "binary_prefix": {"binary_prefix": True},
+        "client_flag": {"client_flag": 2 | 1024 | 256},
+    },
+}
 
-def _option_cases() -> list[Any]:
+
+def _option_cases(table: dict[str, dict[str, Any]] = DRIVER_OPTIONS) -> list[Any]:
     cases = []
-    for driver, own in DRIVER_OPTIONS.items():
+    for driver, own in table.items():
         for label, options in {**SESSION_OPTIONS, **own}.items():
             cases.append(pytest.param(driver, options, id=f"{driver}-{label}"))
     return cases
@@ -233,3 +255,86 @@ def test_fractional_driver_timeouts_work_on_every_driver(optioned, lock_name, dr
     locker = optioned(driver, read_timeout=2.5, **{option: 0.5})
     with locker.lock(lock_name, timeout=0):
         assert locker.is_locked(lock_name)
+
+
+# --------------------------------------------------------------------------- asyncio drivers
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+# Naming async_driver here overrides the fixture: each driver with its own options.
+@pytest.mark.parametrize(("async_driver", "options"), _option_cases(ASYNC_DRIVER_OPTIONS))
+async def test_every_async_call_ignores_the_users_row_and_session_options(
+    make_async_locker, sql, lock_name, options
+):
+    name = lock_name + SUFFIXES[0]
+    locker = make_async_locker(pool_size=1, **options)
+    plain = make_async_locker()
+    lost = asyncio.Event()
+    lock = locker.lock(name, refresh_interval_secs=0.05, on_lost=lambda _lock: lost.set())
+
+    assert await lock.acquire(timeout=1) is True
+    assert await asyncio.to_thread(_holder, sql, name) == lock.connection_id
+    assert await locker.holder(name) == lock.connection_id
+    assert await locker.is_locked(name) is True
+    assert name in await locker.get_all_locks()
+    infos = [info for info in await locker.list_locks() if info.name == name]
+    assert [info.connection_id for info in infos] == [lock.connection_id]
+    assert await plain.lock(name).acquire(0) is False
+    await lock.release()
+    assert await asyncio.to_thread(_holder, sql, name) is None
+    assert await locker.holder(name) is None
+    assert await locker.is_locked(name) is False
+
+    # Loss detection: the keepalive's check reads its answer in the library's format too.
+    assert await lock.acquire(0) is True
+    await asyncio.to_thread(sql, "KILL %s", (lock.connection_id,))
+    await asyncio.wait_for(lost.wait(), 20)
+    assert lock.lost
+    await lock.release()  # reports the loss; cleans up
+
+    other = plain.lock(name)
+    assert await other.acquire(0) is True
+    assert await locker.force_release(name) is True
+    assert await asyncio.to_thread(_holder, sql, name) is None
+    await other.release()  # reports the loss; cleans up
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("charset", CHARSETS)
+async def test_one_name_is_one_async_lock_under_any_charset(
+    make_async_locker, sql, unique_name, charset
+):
+    locker = make_async_locker(charset=charset)
+    plain = make_async_locker()
+    for suffix in SUFFIXES:
+        name = unique_name() + suffix
+        lock = locker.lock(name)
+        assert await lock.acquire(0) is True
+        try:
+            assert await asyncio.to_thread(_holder, sql, name) == lock.connection_id
+            assert await plain.lock(name).acquire(0) is False
+            assert await plain.holder(name) == lock.connection_id
+            assert name in await locker.get_all_locks()
+        finally:
+            await lock.release()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_an_async_sql_mode_list_is_in_force_before_the_init_command(
+    make_async_locker, lock_name
+):
+    modes = "ANSI_QUOTES,NO_BACKSLASH_ESCAPES"
+    locker = make_async_locker(sql_mode=modes)
+    async with locker.lock(lock_name + SUFFIXES[0], timeout=0) as lock, lock.cursor() as cursor:
+        await cursor.execute("SELECT @@session.sql_mode")
+        assert set(modes.split(",")) <= set((await cursor.fetchone())[0].split(","))
+    # The drivers run init_command after sql_mode: one that sets the mode has the last word.
+    later = make_async_locker(sql_mode=modes, init_command="SET sql_mode='ANSI'")
+    async with later.lock(lock_name, timeout=0) as lock, lock.cursor() as cursor:
+        await cursor.execute("SELECT @@session.sql_mode")
+        assert "NO_BACKSLASH_ESCAPES" not in (await cursor.fetchone())[0]
+    with pytest.raises(InvalidArgumentTypeError, match="sql_mode"):
+        make_async_locker(sql_mode=["ANSI"])

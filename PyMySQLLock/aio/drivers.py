@@ -62,6 +62,9 @@ class AsyncDriverAdapter(DbApiFacts):
         self._module: Any = None
         #: The TLS the connections must have, set by :meth:`connect_options`.
         self.tls = TlsRequest(SslMode.PREFERRED)
+        #: Statements :meth:`after_connect` runs in place of the driver, with their
+        #: parameters, set by :meth:`connect_options`.
+        self._setup: list[tuple[str, tuple[Any, ...] | None]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} driver={self.name!r}>"
@@ -136,6 +139,7 @@ class AsyncDriverAdapter(DbApiFacts):
             )
         self.tls = tls_request(kwargs)
         options = {k: v for k, v in kwargs.items() if k not in self.dropped_options | TLS_KWARGS}
+        self._setup = self._session_setup(options)
         options["ssl"] = self.tls_context(self.tls)
         for key in _DATABASE_KEYS:
             if key in options and key != self.database_kwarg:
@@ -146,6 +150,30 @@ class AsyncDriverAdapter(DbApiFacts):
         # Both drivers take seconds of at least 1 here.
         options.setdefault("connect_timeout", max(1, math.ceil(connect_timeout)))
         return options
+
+    @staticmethod
+    def _session_setup(options: dict[str, Any]) -> list[tuple[str, tuple[Any, ...] | None]]:
+        """Take ``sql_mode`` (and with it ``init_command``) out of ``options``, as statements.
+
+        Both drivers paste ``sql_mode`` into ``SET sql_mode=...`` unquoted, so a list of modes
+        (``"ANSI_QUOTES,NO_BACKSLASH_ESCAPES"``) is a syntax error and the connection fails;
+        the library sends it as a parameter instead. ``init_command`` comes after it, as the
+        drivers would run them, so that an ``init_command`` that sets the mode still wins.
+
+        :returns: the statements and their parameters (``None``: no parameters, so a ``%`` in
+            an ``init_command`` is sent as written).
+        :raises InvalidArgumentTypeError: for an ``sql_mode`` that is not a str.
+        """
+        sql_mode = options.pop("sql_mode", None)
+        if sql_mode is None:
+            return []
+        if not isinstance(sql_mode, str):
+            raise InvalidArgumentTypeError(f"sql_mode must be a str, not {type(sql_mode).__name__}")
+        setup: list[tuple[str, tuple[Any, ...] | None]] = [("SET sql_mode=%s", (sql_mode,))]
+        init_command = options.pop("init_command", None)
+        if init_command is not None:
+            setup.append((init_command, None))
+        return setup
 
     def tls_context(self, request: TlsRequest) -> ssl.SSLContext | None:
         """The ``ssl`` argument that gives both drivers the meaning of ``request``.
@@ -161,9 +189,24 @@ class AsyncDriverAdapter(DbApiFacts):
         return build_context(request)
 
     async def after_connect(self, raw: Any, options: dict[str, Any]) -> None:
-        """Set the library's character set again if an option may have changed it."""
-        if self.charset_changing_options & options.keys():
-            await raw.set_charset(LIBRARY_CHARSET)
+        """Finish setting up a new connection, before the library's first statement.
+
+        The statements the library sends in place of the driver (``sql_mode``) run first;
+        then the library's character set is set again if an option may have changed it.
+        """
+        if self._setup:
+            cursor = await self.cursor(raw)
+            try:
+                for statement, params in self._setup:
+                    await cursor.execute(statement, params)
+            finally:
+                await cursor.close()
+        if self._setup or self.charset_changing_options & options.keys():
+            await self.set_library_charset(raw)
+
+    async def set_library_charset(self, raw: Any) -> None:
+        """Set the session's character set back to the library's."""
+        await raw.set_charset(LIBRARY_CHARSET)
 
     async def connect(self, options: dict[str, Any]) -> Any:
         """Open a connection with ready ``options`` (see :meth:`connect_options`).
@@ -306,16 +349,15 @@ class AsyncmyAdapter(AsyncDriverAdapter):
 
         return raw._transport, closed
 
-    async def after_connect(self, raw: Any, options: dict[str, Any]) -> None:
-        """Set the library's character set again if an option may have changed it.
+    async def set_library_charset(self, raw: Any) -> None:
+        """Set the session's character set back to the library's.
 
         asyncmy's own ``set_charset()`` fails (it reads an attribute its ``Charset`` lacks,
         in 0.2.18), so the statement is sent here; the connection was opened with that
         character set, so its own idea of the encoding is already right.
         """
-        if self.charset_changing_options & options.keys():
-            async with raw.cursor() as cursor:
-                await cursor.execute(f"SET NAMES {LIBRARY_CHARSET}")
+        async with raw.cursor() as cursor:
+            await cursor.execute(f"SET NAMES {LIBRARY_CHARSET}")
 
     def __init__(self) -> None:
         super().__init__()

@@ -97,7 +97,9 @@ class AsyncLocker:
         used by locks made with ``fencing=True``; created on first use. The blocking
         :class:`~PyMySQLLock.Locker` uses the same table, so their tokens are one sequence.
     :raises DriverNotInstalledError: if the driver cannot be imported.
-    :raises InvalidArgumentError: for a bad ``namespace``, ``ping_timeout`` or ``pool_size``.
+    :raises InvalidArgumentError: for a bad ``namespace``, ``ping_timeout`` or ``pool_size``,
+        and for a URL (use :meth:`from_url`).
+    :raises InvalidArgumentTypeError: for any other positional argument.
     """
 
     #: The class :meth:`lock` instantiates; set it to an :class:`AsyncLock` subclass.
@@ -105,7 +107,7 @@ class AsyncLocker:
 
     def __init__(
         self,
-        *,
+        *args: Any,
         driver: Any = None,
         namespace: str | None = None,
         ping_timeout: float = DEFAULT_PING_TIMEOUT,
@@ -113,6 +115,17 @@ class AsyncLocker:
         fencing_table: str = DEFAULT_TABLE,
         **connect_kwargs: Any,
     ) -> None:
+        if args:
+            # Without this, a URL passed here is Python's bare "takes 1 positional argument".
+            if isinstance(args[0], str) and "://" in args[0]:
+                raise InvalidArgumentError(
+                    "AsyncLocker() takes the driver's connect() arguments, not a URL; "
+                    "use AsyncLocker.from_url(url) for a URL"
+                )
+            raise InvalidArgumentTypeError(
+                "AsyncLocker() takes keyword arguments only (host=..., user=...); "
+                "use AsyncLocker.from_url(url) for a URL"
+            )
         self._closed = False
         self._fence = FenceTable(fencing_table)
         self.namespace = validate_namespace(namespace)

@@ -78,6 +78,7 @@ class Session:
 
     __slots__ = (
         "_cursor",
+        "_split",
         "adapter",
         "broken",
         "caller_thread",
@@ -92,6 +93,9 @@ class Session:
         self.raw = raw
         self._cursor = adapter.cursor(raw)
         self.connection_id = adapter.connection_id(raw)
+        # Read once here, not at every keepalive check: an adapter settles its fast paths
+        # while it opens a connection (see DriverAdapter.fast_paths), before a session is made.
+        self._split = adapter.supports_split_query and adapter.fast_paths
         #: Serialises every use of the connection (acquirer, releaser, keepalive).
         self.mutex = threading.Lock()
         self.broken = False
@@ -132,8 +136,7 @@ class Session:
 
         :returns: ``False`` (and nothing sent) when the driver cannot split a statement.
         """
-        adapter = self.adapter
-        if not (adapter.supports_split_query and adapter.fast_paths):
+        if not self._split:
             return False
         return self._call(  # type: ignore[no-any-return]
             functools.partial(self.adapter.send_query, self.raw), sql, params

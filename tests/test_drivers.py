@@ -147,3 +147,49 @@ def test_a_renamed_private_attribute_turns_the_fast_paths_off_and_locks_still_wo
         assert sql("SELECT IS_USED_LOCK(%s)", (lock.server_name,))[0][0] == lock.connection_id
         lock.release()
         assert sql("SELECT IS_USED_LOCK(%s)", (lock.server_name,))[0][0] is None
+
+
+@pytest.mark.parametrize("entry", WITH_FAST_PATHS, ids=lambda entry: entry.short)
+def test_a_connection_opened_while_the_first_is_checked_gets_no_fast_paths_it_lacks(
+    server, entry: Driver, lock_name: str
+) -> None:
+    # A session reads fast_paths once, when made: a second connection opened while the first
+    # one's check is still running must not be made a session with the fast paths still on.
+    base = entry.adapter
+    first_in, second_made = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    class FutureRelease(base):  # type: ignore[misc, valid-type]
+        private_attributes: ClassVar[Mapping[str, tuple[str, ...]]] = {
+            **base.private_attributes,
+            "": (*base.private_attributes[""], "_renamed_by_a_future_release"),
+        }
+
+        def missing_private_attributes(self, raw: Any) -> list[str]:
+            calls.append(1)
+            if len(calls) == 1:
+                first_in.set()
+                second_made.wait(10)
+            return super().missing_private_attributes(raw)  # type: ignore[no-any-return]
+
+    locker = Locker(driver=FutureRelease(), lazy=True, **server.connect_kwargs())
+    try:
+        pool = locker._pool
+        first: list[Any] = []
+        opener = threading.Thread(target=lambda: first.append(pool.checkout(fresh=True)[0]))
+        opener.start()
+        assert first_in.wait(10), "the first connection was never checked"
+        try:
+            second, _ = pool.checkout(fresh=True)
+        finally:
+            second_made.set()
+            opener.join(10)
+        for session in (second, *first):
+            with session.mutex:
+                assert session.send(STILL_HELD, (lock_name,)) is False  # nothing sent
+                assert session.run("SELECT 1") == (1,)
+            pool.checkin(session)
+        assert len(first) == 1
+        assert locker.driver.fast_paths is False
+    finally:
+        locker.close()

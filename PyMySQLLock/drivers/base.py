@@ -206,8 +206,12 @@ class DriverAdapter(DbApiFacts):
         return missing
 
     def _check_private_attributes(self, raw: Any) -> None:
-        """On the first connection: turn the fast paths off if the driver changed under them."""
-        self._private_checked = True
+        """On the first connection: turn the fast paths off if the driver changed under them.
+
+        Marked checked only once :attr:`fast_paths` is settled: a connection opened meanwhile
+        by another thread is checked too, so that no session starts with fast paths on that
+        its connection lacks (a session reads :attr:`fast_paths` once, when made).
+        """
         missing = self.missing_private_attributes(raw)
         if missing:
             self.fast_paths = False
@@ -218,6 +222,7 @@ class DriverAdapter(DbApiFacts):
                 type(raw).__name__,
                 ", ".join(missing),
             )
+        self._private_checked = True
 
     def connect_function(self) -> ConnectFunction:
         """:returns: the callable that opens a connection."""

@@ -526,11 +526,7 @@ class Locker:
         holder = self.holder(name)
         if holder is None:
             return False
-        try:
-            self._admin(statements.KILL_CONNECTION, (int(holder),))
-        except LockError as exc:
-            if exc.server_code != statements.NO_SUCH_THREAD:
-                raise
+        self._pool.kill(statements.KILL_CONNECTION, holder)
         # KILL returns before the killed session has let go of its locks on some servers.
         deadline = time.monotonic() + self._read_timeout
         while self.holder(name) == holder and time.monotonic() < deadline:

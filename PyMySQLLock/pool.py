@@ -196,12 +196,15 @@ class SessionPool:
         """Run one statement on an idle session; :returns: its rows. See :meth:`run`."""
         return self.run(lambda session: session.run_all(sql, params))
 
-    def kill_query(self, connection_id: int) -> None:
-        """End the statement running on session ``connection_id`` (a waiting ``GET_LOCK``)."""
+    def kill(self, statement: str, connection_id: int) -> None:
+        """Run ``statement`` (``KILL QUERY`` or ``KILL CONNECTION``) on session ``connection_id``.
+
+        A session already gone is the goal reached (see ``statements.kill_failure``).
+        """
         try:
-            self.run_all(statements.KILL_QUERY, (int(connection_id),))
+            self.run_all(statement, (int(connection_id),))
         except LockError as exc:
-            if exc.server_code != statements.NO_SUCH_THREAD:  # else: the goal is reached
+            if statements.kill_failure(exc.server_code, str(exc)) is not None:
                 raise
 
     def kill_query_soon(self, connection_id: int) -> threading.Thread:
@@ -212,7 +215,7 @@ class SessionPool:
 
         def kill() -> None:
             try:
-                self.kill_query(connection_id)
+                self.kill(statements.KILL_QUERY, connection_id)
             except Exception as exc:  # noqa: BLE001 - the caller has other means
                 logger.debug("KILL QUERY %s failed: %s", connection_id, exc)
 

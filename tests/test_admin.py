@@ -254,6 +254,14 @@ def test_force_release_of_a_free_lock_returns_false(locker, lock_name):
     assert locker.force_release(lock_name) is False
 
 
+def test_force_release_of_a_holder_gone_before_the_kill_is_true(locker, lock_name, monkeypatch):
+    # The holder's session ended between the read and the KILL: the server answers
+    # ER_NO_SUCH_THREAD, which means the goal is reached, not an error.
+    answers = iter([4_000_000_000, None])  # an id no session has, then the free lock
+    monkeypatch.setattr(locker, "holder", lambda name: next(answers))
+    assert locker.force_release(lock_name) is True
+
+
 def test_force_release_without_privilege_raises_permission_denied(
     server, make_locker, make_account, lock_name
 ):

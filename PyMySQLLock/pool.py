@@ -68,9 +68,9 @@ class SessionPool:
         self.closed = False
         self._args = args
         self._kwargs = kwargs
-        # A server-side wait must end (and answer) before the read timeout fires.
-        self._max_chunk = max(read_timeout - 1.5, read_timeout / 2)
-        self._full_chunk = 0.0  # set with the server's facts by _probe()
+        # The longest server-side wait and its usual value, planned by _probe() with the
+        # server's facts (statements.wait_chunks), which wait_chunk() makes sure of first.
+        self._max_chunk = self._full_chunk = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -229,9 +229,10 @@ class SessionPool:
         :param remaining: seconds left until the acquire's deadline.
         :returns: see ``PyMySQLLock.timeouts.chunk_seconds``.
         """
+        server = self.ensure_server()  # known after any check-out; else it plans the chunks
         if remaining >= self._max_chunk:
             return self._full_chunk  # the usual case, worked out once
-        return chunk_seconds(remaining, self._max_chunk, self.ensure_server().fractional_timeouts)
+        return chunk_seconds(remaining, self._max_chunk, server.fractional_timeouts)
 
     # -- the server ---------------------------------------------------------------------------
 

@@ -81,6 +81,16 @@ def test_minus_one_waits_longer_than_one_server_wait(make_locker, lock_name, spa
     waiter.release()
 
 
+def test_the_first_wait_of_a_lazy_locker_is_planned_with_the_server(make_locker):
+    # Before its first connection the pool knows no server: a wait planned then connects
+    # first, and is the full server-side wait, not a try-once.
+    pool = make_locker(lazy=True)._pool
+    assert pool.server is None
+    chunk = pool.wait_chunk(math.inf)
+    assert pool.server is not None
+    assert chunk == pool.wait_chunk(math.inf) >= 1
+
+
 @pytest.mark.parametrize("timeout", [0, 0.3, 1.5], ids=["0", "0.3", "1.5"])
 def test_timeout_is_honoured(locker, make_locker, lock_name, timeout):
     _held_elsewhere(make_locker, lock_name)

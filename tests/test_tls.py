@@ -161,9 +161,11 @@ def test_a_certificate_of_another_ca_is_refused(tls, driver, form):
         _verifying_forms(tls, server, driver, tls.wrong_ca)[form]()
 
 
-@pytest.mark.parametrize("mode", ["REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"])
+@pytest.mark.parametrize("mode", ["REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY", None])
 def test_a_server_without_tls_is_refused_when_encryption_is_required(tls, server, driver, mode):
-    options = {**server.connect_kwargs(), "driver": driver, "ssl_mode": mode}
+    options = {**server.connect_kwargs(), "driver": driver}
+    if mode is not None:  # None: a CA alone, which means VERIFY_CA
+        options["ssl_mode"] = mode
     if mode != "REQUIRED":
         options["ssl_ca"] = tls.ca
     with pytest.raises(LockConnectionError) as raised:
@@ -361,3 +363,40 @@ async def test_async_drivers_refuse_what_tls_cannot_prove(tls, server, async_dri
     with pytest.raises(LockConnectionError, match=r"not encrypted|cannot connect"):
         await plain.connect()
     await plain.close()
+
+
+@pytest.fixture
+def misnamed_server(tls):
+    """The TLS server whose certificate names another host, started before any loop runs."""
+    return tls.server("misnamed")
+
+
+@pytest.mark.asyncio
+async def test_async_verify_identity_refuses_a_certificate_for_another_host(
+    tls, misnamed_server, async_driver, watch_loop, lock_name
+):
+    base = {**misnamed_server.connect_kwargs(), "ssl_ca": tls.ca, "pool_size": 1}
+    refused = AsyncLocker(driver=async_driver, **base, ssl_mode="VERIFY_IDENTITY")
+    with pytest.raises(LockConnectionError):
+        await refused.connect()
+    await refused.close()
+    # The chain alone is right: VERIFY_CA does not look at the name.
+    async with AsyncLocker(driver=async_driver, **base, ssl_mode="VERIFY_CA") as locker:
+        assert await _async_cipher(locker, lock_name)
+
+
+@pytest.mark.asyncio
+async def test_async_a_ca_alone_means_verify_ca(tls, tls_server, server, async_driver, watch_loop):
+    k = tls_server.connect_kwargs()
+    url = f"mysql+{async_driver}://{k['user']}@{k['host']}:{k['port']}/{k['database']}"
+    lockers = [
+        # A CA that did not sign the server's certificate: refused, not merely encrypted.
+        AsyncLocker(driver=async_driver, **tls_server.connect_kwargs(), ssl_ca=tls.wrong_ca),
+        AsyncLocker.from_url(f"{url}?ssl_ca={tls.wrong_ca}"),
+        # A server without TLS: never plain text once a CA is given.
+        AsyncLocker(driver=async_driver, **server.connect_kwargs(), ssl_ca=tls.ca),
+    ]
+    for locker in lockers:
+        with pytest.raises(LockConnectionError):
+            await locker.connect()
+        await locker.close()

@@ -93,18 +93,18 @@ def check_identity(name: str, identity: object, namespace: str | None) -> str:
 
 
 def leader_identity(
-    name: str, namespace: str | None, holder: int | None, listed: Iterable[LockInfo]
+    name: str, namespace: str | None, holder: int, listed: Iterable[LockInfo]
 ) -> str | None:
     """Read the leader's identity from a lock listing.
 
-    :param holder: the connection id holding the election's lock, or ``None``.
+    Both elections read the holder first, and list the locks only when there is one.
+
+    :param holder: the connection id holding the election's lock.
     :param listed: the server's lock listing.
-    :returns: the identity in the marker held by the same connection, or ``None`` when nobody
-        leads (or the leader was elected a moment ago: its marker follows in the next
+    :returns: the identity in the marker held by the same connection, or ``None`` when it
+        holds none (the leader was elected a moment ago: its marker follows in the next
         statement).
     """
-    if holder is None:
-        return None
     prefix = server_name(marker_name(name, ""), namespace)
     for info in listed:
         if info.connection_id == holder and info.server_name.startswith(prefix):

@@ -151,15 +151,14 @@ class FencedLock(Lock):
         """
         pool = self._pool
         self._token = None
+        server = pool.ensure_server()
         # A Galera node is refused before anything is sent.
-        check_server(pool.ensure_server(), {})
+        check_server(server, {})
         session = super()._wait(seconds)
         if session is None:
             return None
         try:
-            self._token = _take_token(
-                self._locker._fence, pool.ensure_server(), session, self._server_name
-            )
+            self._token = _take_token(self._locker._fence, server, session, self._server_name)
         except SessionLost as lost:
             pool.discard(session)
             raise LockConnectionError(

@@ -844,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     :param argv: the arguments without the program name; default ``sys.argv[1:]``, which
         also means that the process ends when this returns (the console script and ``python
-        -m PyMySQLLock`` call it so).
+        -m PyMySQLLock`` call it so, through ``PyMySQLLock.__main__.main``).
     :returns: the exit status (see :data:`EXIT_CODES_HELP`).
     """
     if argv is not None:

@@ -188,3 +188,51 @@ def test_cli_run_imports_only_what_it_needs(server, driver, lock_name):
     )
     assert "PyMySQLLock.locker" in loaded  # it did the work
     assert not [name for name in loaded if name.startswith(NOT_FOR_RUN)]
+
+
+def test_the_console_script_imports_the_command_line_with_the_collector_off():
+    """Collections during the imports were a noticeable share of a cron wrapper's run; the
+    entry point holds them off, then freezes what was imported and turns the collector on."""
+    found = _new_modules(
+        """
+        import gc, os, sys
+
+        package = os.sep + "PyMySQLLock" + os.sep
+
+        def during_an_import():
+            # An automatic collection runs in the frame that allocated: inside a module body
+            # while that module is being imported. The package's own __init__ comes before
+            # the entry point can do anything.
+            if "PyMySQLLock.__main__" not in sys.modules:
+                return None
+            frame = sys._getframe(2)
+            while frame is not None:
+                code = frame.f_code
+                if code.co_name == "<module>" and package in code.co_filename:
+                    return code.co_filename
+                frame = frame.f_back
+            return None
+
+        importing = []
+        gc.callbacks.append(
+            lambda phase, info: phase == "start" and importing.append(during_an_import())
+        )
+        from PyMySQLLock.__main__ import main
+
+        sys.argv = ["pymysqllock", "--version"]
+        assert main() == 0
+        assert "PyMySQLLock.locker" in sys.modules  # the command line and the library came
+        print([name for name in importing if name] + [gc.isenabled(), gc.get_freeze_count() > 0])
+        """
+    )
+    assert found == [True, True]
+
+
+def test_the_console_script_is_the_entry_point_that_holds_off_the_collector():
+    import configparser
+    from pathlib import Path
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    scripts = setup["options.entry_points"]["console_scripts"].split()
+    assert scripts == ["pymysqllock", "=", "PyMySQLLock.__main__:main"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import logging
 import math
@@ -178,6 +179,7 @@ def _workers(text: str) -> int:
     return value
 
 
+@functools.cache  # argparse makes a formatter per option: ask the terminal once per process
 def _terminal_width() -> int:
     """The width help is formatted for: ``$COLUMNS``, else the terminal's, else 80 (less 2)."""
     try:

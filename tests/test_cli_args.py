@@ -87,6 +87,27 @@ def test_dash_h_alone_is_help(argv, capsys):
     assert "usage: pymysqllock" in capsys.readouterr().out
 
 
+def test_the_help_width_is_looked_up_once_and_used(monkeypatch, capsys):
+    # argparse makes a formatter for every option; each asked for the width.
+    asked = []
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(
+        cli.os, "get_terminal_size", lambda fd: asked.append(fd) or os.terminal_size((52, 24))
+    )
+    cli._terminal_width.cache_clear()
+    try:
+        assert cli.main(["run", "--help"]) == 0
+    finally:
+        cli._terminal_width.cache_clear()
+    assert len(asked) == 1
+    # The options argparse lays out (the other sections are written as they are shown).
+    options = re.search(
+        r"\n(options|optional arguments):\n(.*?)\n\n", capsys.readouterr().out, re.S
+    )
+    assert options is not None
+    assert max(map(len, options.group(2).splitlines())) <= 50
+
+
 def test_run_without_a_command_is_a_usage_error(capsys):
     assert cli.main(["run", "job"]) == cli.EXIT_USAGE
     assert "needs a command" in capsys.readouterr().err

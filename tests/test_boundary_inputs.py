@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -55,6 +57,61 @@ def test_a_url_passed_to_the_async_constructor_points_to_from_url(server, async_
         AsyncLocker(server.url, driver=async_driver)
     with pytest.raises(InvalidArgumentTypeError, match="keyword arguments only"):
         AsyncLocker(server.host, driver=async_driver)
+
+
+# --------------------------------------------------------------------------- numbers, asyncio
+
+#: Numbers an AsyncLocker must refuse before connecting, as Locker does (tests/test_hostile.py and
+#: test_connect_options.py check the blocking drivers), with the error naming the argument.
+BAD_ASYNC_NUMBERS = [
+    ("read_timeout", -1, InvalidArgumentError),
+    ("read_timeout", "x", InvalidArgumentTypeError),
+    ("read_timeout", 1e10, InvalidArgumentError),
+    ("read_timeout", math.nan, InvalidArgumentError),
+    ("connect_timeout", 0, InvalidArgumentError),
+    ("connect_timeout", True, InvalidArgumentTypeError),
+    ("ping_timeout", 0, InvalidArgumentError),
+    ("ping_timeout", math.inf, InvalidArgumentError),
+    ("ping_timeout", "x", InvalidArgumentTypeError),
+    ("pool_size", -1, InvalidArgumentError),
+    ("pool_size", 1.5, InvalidArgumentTypeError),
+    ("pool_size", True, InvalidArgumentTypeError),
+    ("port", 0, InvalidArgumentError),
+    ("port", "3306", InvalidArgumentTypeError),
+]
+BAD_INTERVALS = [
+    (1e10, InvalidArgumentError),
+    (1e-9, InvalidArgumentError),
+    (0, InvalidArgumentError),
+    (-1, InvalidArgumentError),
+    (math.nan, InvalidArgumentError),
+    (math.inf, InvalidArgumentError),
+    ("x", InvalidArgumentTypeError),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "error"), BAD_ASYNC_NUMBERS)
+def test_async_locker_numbers_are_checked_before_connecting(
+    server, async_driver, server_traffic, option, value, error
+):
+    with server_traffic() as traffic, pytest.raises(error, match=option):
+        AsyncLocker(driver=async_driver, **{**server.connect_kwargs(), option: value})
+    assert traffic.connections == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("value", "error"), BAD_INTERVALS)
+async def test_async_refresh_intervals_out_of_bounds_are_refused(
+    make_async_locker, lock_name, value, error
+):
+    locker = make_async_locker()
+    with pytest.raises(error, match="refresh_interval_secs"):
+        locker.lock(lock_name, refresh_interval_secs=value)
+    lock = locker.lock(lock_name)
+    with pytest.raises(error, match="refresh_interval_secs"):
+        await lock.acquire(0, refresh_interval_secs=value)
+    assert not lock.locked()
+    assert await locker.holder(lock_name) is None
 
 
 # --------------------------------------------------------------------------- option files
@@ -180,6 +237,82 @@ def test_synchronized_refuses_bodies_that_run_after_the_call(locker, lock_name, 
         decorate(function)
     assert isinstance(raised.value, TypeError)
     assert advice in str(raised.value)
+
+
+def _plain() -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("function", "advice"),
+    [
+        (_async_generator, "async with locker.lock(name)"),
+        (_generator, "async with locker.lock(name)"),
+        (_plain, "PyMySQLLock.Locker.synchronized"),
+    ],
+)
+def test_async_synchronized_refuses_all_but_coroutine_functions(
+    server, async_driver, lock_name, function, advice
+):
+    locker = AsyncLocker(driver=async_driver, **server.connect_kwargs())  # sends nothing
+    decorate = locker.synchronized(lock_name)
+    with pytest.raises(InvalidArgumentTypeError, match="needs a coroutine function") as raised:
+        decorate(function)
+    assert isinstance(raised.value, TypeError)
+    assert advice in str(raised.value)
+
+
+#: What type checkers must see: on_busy="skip" may return None, the other modes what the
+#: function returns.
+_TYPED_USE = """
+from typing import Optional
+
+from typing_extensions import assert_type
+
+from PyMySQLLock import Locker
+from PyMySQLLock.aio import AsyncLocker
+
+
+def blocking(locker: Locker) -> None:
+    @locker.synchronized("n", on_busy="skip")
+    def skipped() -> int:
+        return 1
+
+    @locker.synchronized("n", on_busy="raise")
+    def raised() -> int:
+        return 1
+
+    assert_type(skipped(), Optional[int])
+    assert_type(raised(), int)
+
+
+async def asynchronous(locker: AsyncLocker) -> None:
+    @locker.synchronized("n", on_busy="skip")
+    async def skipped() -> int:
+        return 1
+
+    @locker.synchronized("n")
+    async def waited() -> int:
+        return 1
+
+    assert_type(await skipped(), Optional[int])
+    assert_type(await waited(), int)
+"""
+
+
+def test_synchronized_skip_is_typed_as_possibly_none(tmp_path):
+    (tmp_path / "typed_use.py").write_text(_TYPED_USE)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "typed_use.py"],
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": root},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 # --------------------------------------------------------------------------- self-wait

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Coroutine
 from types import TracebackType
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Literal, TypeVar, overload
 
 from ..config import parse_url
 from ..connection import StatementFailed
@@ -418,6 +418,39 @@ class AsyncLocker:
             await asyncio.sleep(0.01)
         return True
 
+    @overload
+    def synchronized(
+        self,
+        name: str,
+        *,
+        timeout: float | None = ...,
+        on_busy: Literal["skip"],
+        refresh_interval_secs: float = ...,
+        hold_at_least: float | None = ...,
+    ) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T | None]]]: ...
+
+    @overload
+    def synchronized(
+        self,
+        name: str,
+        *,
+        timeout: float | None = ...,
+        on_busy: Literal["wait", "raise"] = ...,
+        refresh_interval_secs: float = ...,
+        hold_at_least: float | None = ...,
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def synchronized(
+        self,
+        name: str,
+        *,
+        timeout: float | None = ...,
+        on_busy: str,
+        refresh_interval_secs: float = ...,
+        hold_at_least: float | None = ...,
+    ) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T | None]]]: ...
+
     def synchronized(
         self,
         name: str,
@@ -426,7 +459,7 @@ class AsyncLocker:
         on_busy: str = "wait",
         refresh_interval_secs: float = DEFAULT_REFRESH_INTERVAL,
         hold_at_least: float | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[Any], Any]:
         """Decorate a coroutine function so that each call runs while holding ``name``.
 
         :param name: the lock name.
@@ -444,7 +477,9 @@ class AsyncLocker:
         :returns: the decorator.
         :raises InvalidArgumentError: for an unknown ``on_busy`` or a bad ``hold_at_least``.
         :raises InvalidArgumentTypeError: when the decorated function is not a coroutine
-            function (use :meth:`PyMySQLLock.Locker.synchronized` for those).
+            function: use :meth:`PyMySQLLock.Locker.synchronized` for plain functions, and hold
+            the lock inside a generator or an async generator, whose body runs after the call
+            returned.
         """
         if on_busy not in _ON_BUSY:
             raise InvalidArgumentError(f"on_busy must be one of {', '.join(_ON_BUSY)}")
@@ -455,10 +490,19 @@ class AsyncLocker:
 
         def decorator(function: F) -> F:
             if not inspect.iscoroutinefunction(function):
+                what = getattr(function, "__qualname__", function)
+                if inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function):
+                    # Its body runs as it is iterated, after the call returned: no decorator
+                    # can hold the lock for it (Locker.synchronized refuses these too).
+                    advice = (
+                        "its body runs after the call returns; hold the lock inside it with "
+                        "'async with locker.lock(name):'"
+                    )
+                else:
+                    advice = "use PyMySQLLock.Locker.synchronized for plain functions"
                 raise InvalidArgumentTypeError(
-                    f"AsyncLocker.synchronized needs a coroutine function (async def), and "
-                    f"{getattr(function, '__qualname__', function)!r} is not one; "
-                    "use PyMySQLLock.Locker.synchronized for plain functions"
+                    "AsyncLocker.synchronized needs a coroutine function (async def), and "
+                    f"{what!r} is not one: {advice}"
                 )
 
             @functools.wraps(function)

@@ -40,9 +40,11 @@ from PyMySQLLock.names import server_name, validate_namespace
 # --------------------------------------------------------------------------- namespaces
 
 
-def test_the_separator_is_reserved_in_namespaces():
+def test_the_separator_is_reserved_in_namespaces(server, driver):
     with pytest.raises(InvalidArgumentError, match="separator"):
         validate_namespace("billing.eu")
+    with pytest.raises(InvalidArgumentError, match="separator"):
+        Locker(driver=driver, namespace="billing.eu", **server.connect_kwargs())
     # What the reservation protects: these two pairs would otherwise be one server name.
     assert server_name("eu.invoices", "billing") == "billing.eu.invoices"
 
@@ -59,11 +61,11 @@ def test_a_url_passed_to_the_async_constructor_points_to_from_url(server, async_
         AsyncLocker(server.host, driver=async_driver)
 
 
-# --------------------------------------------------------------------------- numbers, asyncio
+# --------------------------------------------------------------------------- asyncio arguments
 
-#: Numbers an AsyncLocker must refuse before connecting, as Locker does (tests/test_hostile.py and
+#: What an AsyncLocker must refuse before connecting, as Locker does (tests/test_hostile.py and
 #: test_connect_options.py check the blocking drivers), with the error naming the argument.
-BAD_ASYNC_NUMBERS = [
+BAD_ASYNC_ARGUMENTS = [
     ("read_timeout", -1, InvalidArgumentError),
     ("read_timeout", "x", InvalidArgumentTypeError),
     ("read_timeout", 1e10, InvalidArgumentError),
@@ -78,6 +80,10 @@ BAD_ASYNC_NUMBERS = [
     ("pool_size", True, InvalidArgumentTypeError),
     ("port", 0, InvalidArgumentError),
     ("port", "3306", InvalidArgumentTypeError),
+    ("charset", "bogus", InvalidArgumentError),
+    ("charset", 8, InvalidArgumentTypeError),
+    ("defer_connect", True, InvalidArgumentError),
+    ("namespace", "billing.eu", InvalidArgumentError),
 ]
 BAD_INTERVALS = [
     (1e10, InvalidArgumentError),
@@ -90,8 +96,8 @@ BAD_INTERVALS = [
 ]
 
 
-@pytest.mark.parametrize(("option", "value", "error"), BAD_ASYNC_NUMBERS)
-def test_async_locker_numbers_are_checked_before_connecting(
+@pytest.mark.parametrize(("option", "value", "error"), BAD_ASYNC_ARGUMENTS)
+def test_async_locker_arguments_are_checked_before_connecting(
     server, async_driver, server_traffic, option, value, error
 ):
     with server_traffic() as traffic, pytest.raises(error, match=option):

@@ -407,9 +407,9 @@ BAD_LOCKER_ARGUMENTS = [
 
 @pytest.mark.parametrize(("arguments", "error", "words"), BAD_LOCKER_ARGUMENTS)
 def test_bad_locker_arguments_fail_before_connecting(
-    server, server_traffic, caplog, arguments, error, words
+    server, driver, server_traffic, caplog, arguments, error, words
 ):
-    options = {"driver": "pymysql", **server.connect_kwargs(), **arguments}
+    options = {"driver": driver, **server.connect_kwargs(), **arguments}
     if "mysql_lib_connector" in arguments:
         del options["driver"]
     with server_traffic() as traffic, pytest.raises(error) as raised:

@@ -18,12 +18,19 @@ and log the attempt (``accepted`` true or false). Then the same write once more 
 ``lock.cursor()`` on the holding session, logged as ``cursor`` (or ``cursor_lost`` when that
 raised :class:`~PyMySQLLock.LockLostError`), and release.
 
-Meanwhile the supervisor, every 0.3 to 1 s, finds the current holder, ``SIGSTOP``\\ s its process,
-``KILL CONNECTION``\\ s its session (the lock is now free: this is a holder paused past its loss,
-as a long GC pause or a frozen VM would make it), logs ``stopped`` with the holder's token,
-waits until another worker has had a write with a larger token accepted, and ``SIGCONT``\\ s it.
-The resumed worker carries on where it was frozen, usually straight into its write with the old
-token.
+Meanwhile the supervisor, every 0.3 to 1 s, watches the log for the holder, ``SIGSTOP``\\ s its
+process, ``KILL CONNECTION``\\ s its session (the lock is now free: this is a holder paused past
+its loss, as a long GC pause or a frozen VM would make it), logs ``stopped`` with the holder's
+token, waits until another worker has had a write with a larger token accepted, and
+``SIGCONT``\\ s it. Most pauses catch the holder at its work, before its write: resumed, it
+carries on straight into its write with the old token. The others catch it wherever it is; one
+frozen inside its write may keep the guarded row locked, so no successor can write, and it is
+resumed after a moment without waiting for one.
+
+The supervisor decides when the run ends (it creates a stop file; each worker finishes the hold
+it is in and exits). With ``--require-chaos`` it goes on past ``--duration`` until a paused holder
+has tried a stale write, for at most ``CHAOS_CAP_FACTOR`` (3) times the duration, so that a slow
+machine gets the coverage the run requires instead of a failure for want of it.
 
 The invariants checked afterwards
 ---------------------------------
@@ -64,6 +71,22 @@ UNGUARDED_ENV = "PYMYSQLLOCK_FENCE_STRESS_UNGUARDED"
 REFRESH_INTERVAL = 0.25
 #: Seconds the supervisor waits for a successor's accepted write before resuming anyway.
 SUCCESSOR_WAIT = 10.0
+#: Seconds the supervisor watches the log for a holder to pause before it skips this pause.
+TARGET_WAIT = 2.0
+#: With ``require_chaos``, the run goes on until a paused holder tried a stale write, for at
+#: most this many times its duration.
+CHAOS_CAP_FACTOR = 3.0
+#: The share of pauses aimed at a holder at its work, before its write: the ones that make
+#: stale writes. The others pause the holder wherever it is.
+AT_WORK_SHARE = 0.75
+#: The last record of a worker at its work, holding the lock, before its write.
+AT_WORK = frozenset({"acquired"})
+#: The last records of a worker holding the lock under the token of its last ``acquired``
+#: record. (After ``cursor`` or ``cursor_lost`` it may be releasing, or holding anew under a
+#: token not logged yet.)
+HOLDING = frozenset({"acquired", "write_begin", "write", "cursor_begin"})
+#: The records a worker writes; the supervisor's own (``stopped``, ``resumed``) name a worker too.
+WORKER_KINDS = HOLDING | {"cursor", "cursor_lost"}
 SHUTDOWN_GRACE = 30.0
 
 
@@ -96,8 +119,12 @@ def _guarded_write(connection: Any, token: int, worker: str) -> bool:
 # --------------------------------------------------------------------------- worker
 
 
-def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int:
-    """One worker process; see the module docstring."""
+def worker_main(worker: str, driver: str, log_path: str, stop_path: str) -> int:
+    """One worker process; see the module docstring.
+
+    It loops until ``stop_path`` exists, or its parent is gone (a supervisor killed before it
+    could create the file must not leave workers running).
+    """
     from PyMySQLLock import Locker, LockLostError
     from PyMySQLLock.config import parse_url
     from PyMySQLLock.drivers import resolve_adapter
@@ -110,8 +137,9 @@ def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int
     # The guard's connection: an ordinary driver connection, as another database would be.
     other = adapter.module.connect(autocommit=True, **kwargs)
     rng = random.Random()
+    parent = os.getppid()
     with Locker.from_url(url, driver=driver) as locker:
-        while time.monotonic() < deadline:
+        while not os.path.exists(stop_path) and os.getppid() == parent:
             lock = locker.lock(NAME, fencing=True, refresh_interval_secs=REFRESH_INTERVAL)
             if not lock.acquire(timeout=2):
                 continue
@@ -250,12 +278,14 @@ def _records(path: str) -> list[dict[str, Any]]:
 
 
 class _Follower:
-    """Reads the log as it grows: the latest ``acquired`` record of each session id."""
+    """Reads the log as it grows: its records, and each worker's last and last ``acquired``."""
 
     def __init__(self, path: str) -> None:
         self._handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed by close()
         self._partial = ""
-        self.by_conn: dict[int, dict[str, Any]] = {}
+        self.records: list[dict[str, Any]] = []
+        self.last: dict[str, dict[str, Any]] = {}
+        self.acquired: dict[str, dict[str, Any]] = {}
 
     def update(self) -> None:
         text = self._partial + self._handle.read()
@@ -263,8 +293,15 @@ class _Follower:
         self._partial = lines.pop()
         for line in lines:
             record = json.loads(line)
+            self.records.append(record)
+            if record["kind"] in WORKER_KINDS:
+                self.last[record["worker"]] = record
             if record["kind"] == "acquired":
-                self.by_conn[record["conn"]] = record
+                self.acquired[record["worker"]] = record
+
+    def stale_attempts(self) -> int:
+        """Stale writes tried so far, counted as :func:`check` counts them."""
+        return check(self.records, [], require_chaos=False).stale_attempts
 
     def close(self) -> None:
         self._handle.close()
@@ -287,41 +324,88 @@ def _holder(db: _Database) -> int | None:
     return None if value is None else int(value)
 
 
+def _freeze(
+    db: _Database,
+    follower: _Follower,
+    procs: dict[str, Any],
+    kinds: frozenset[str],
+    until: float,
+) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """Stop the holder once its last record is of one of ``kinds``.
+
+    :returns: the worker, its last record and its ``acquired`` record, or ``None`` when no
+        holder was caught so within :data:`TARGET_WAIT` (or before ``until``).
+    """
+    give_up = min(time.monotonic() + TARGET_WAIT, until)
+    while time.monotonic() < give_up:
+        follower.update()
+        waiting = {
+            worker: last
+            for worker, last in follower.last.items()
+            if last["kind"] in kinds and procs[worker].poll() is None
+        }
+        holder = _holder(db) if waiting else None
+        for worker, last in waiting.items():
+            hold = follower.acquired[worker]
+            if hold["conn"] != holder:
+                continue  # e.g. resumed from a pause and not holding any more
+            proc = procs[worker]
+            proc.send_signal(signal.SIGSTOP)
+            # Frozen now, the process can neither log nor release: if its last record is still
+            # the one seen and its session still holds the lock, it is frozen in that state.
+            if _stopped(proc.pid):
+                follower.update()
+                if follower.last[worker] is last and _holder(db) == holder:
+                    return worker, last, hold
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.002)
+    return None
+
+
 def _pause_one(
-    db: _Database, follower: _Follower, fd: int, procs: dict[str, Any], rng: Any
+    db: _Database,
+    follower: _Follower,
+    fd: int,
+    procs: dict[str, Any],
+    rng: Any,
+    kinds: frozenset[str],
+    until: float,
 ) -> None:
-    """Freeze the current holder past its loss, wait for a successor's write, resume it."""
-    holder = _holder(db)
-    follower.update()
-    owner = follower.by_conn.get(holder) if holder is not None else None
-    if owner is None or procs[owner["worker"]].poll() is not None:
+    """Freeze a holder (in a state of ``kinds``) past its loss, wait for a successor's write,
+    resume it; waits end at ``until``, the end of the run at the latest."""
+    frozen = _freeze(db, follower, procs, kinds, until)
+    if frozen is None:
         return
-    proc = procs[owner["worker"]]
-    proc.send_signal(signal.SIGSTOP)
-    # Frozen now, the process cannot release: if its session still holds the lock, the
-    # frozen process is the holder of that token.
-    if not _stopped(proc.pid) or _holder(db) != holder:
-        proc.send_signal(signal.SIGCONT)
-        return
-    db.query("KILL CONNECTION %s", (holder,))
-    _log(fd, "stopped", worker=owner["worker"], token=owner["token"], conn=holder)
+    worker, last, hold = frozen
+    db.query("KILL CONNECTION %s", (hold["conn"],))
+    _log(fd, "stopped", worker=worker, token=hold["token"], conn=hold["conn"])
     # Frozen between its UPDATE and COMMIT, the holder keeps the guarded row locked, and no
-    # successor can write until it is resumed: then the wait ends without a successor's write.
-    deadline = time.monotonic() + SUCCESSOR_WAIT
-    successor_wrote = False
-    while not successor_wrote and time.monotonic() < deadline:
+    # successor can write until it is resumed: waiting for one would only stall the run.
+    wait = 0.0 if last["kind"] == "write_begin" else SUCCESSOR_WAIT
+    deadline = min(time.monotonic() + wait, until)
+    while True:
         newest = db.query("SELECT MAX(token) FROM accepted")[0][0]
-        successor_wrote = newest is not None and newest > owner["token"]
+        successor_wrote = newest is not None and newest > hold["token"]
+        if successor_wrote or time.monotonic() >= deadline:
+            break
         time.sleep(0.02)
     time.sleep(rng.uniform(0.0, 2 * REFRESH_INTERVAL))  # sometimes past loss detection
-    _log(
-        fd,
-        "resumed",
-        worker=owner["worker"],
-        token=owner["token"],
-        successor_wrote=successor_wrote,
-    )
-    proc.send_signal(signal.SIGCONT)
+    _log(fd, "resumed", worker=worker, token=hold["token"], successor_wrote=successor_wrote)
+    procs[worker].send_signal(signal.SIGCONT)
+
+
+def chaos_over(
+    elapsed: float, duration: float, *, require_chaos: bool, stale_attempts: int
+) -> bool:
+    """Whether the supervisor ends the run: at ``duration`` seconds, or with ``require_chaos``
+    once a stale write was tried, but at :data:`CHAOS_CAP_FACTOR` times ``duration`` anyway
+    (the run then fails its coverage requirement in :func:`check`).
+
+    The workers finish the holds they are in after it: a holder resumed last still writes.
+    """
+    if elapsed >= duration * CHAOS_CAP_FACTOR:
+        return True
+    return elapsed >= duration and (not require_chaos or stale_attempts > 0)
 
 
 @contextlib.contextmanager
@@ -354,8 +438,10 @@ def run(
         db = _Database(target)
         _prepare(db)
         log_path = os.path.join(tmp, "log.jsonl")
+        stop_path = os.path.join(tmp, "stop")
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + duration
+        start = time.monotonic()
+        cap = start + duration * CHAOS_CAP_FACTOR
         env = {**os.environ, URL_ENV: target}
         if unguarded:
             env[UNGUARDED_ENV] = "1"
@@ -365,16 +451,26 @@ def run(
                 worker = f"w{number}"
                 driver = DRIVERS[number % len(DRIVERS)]
                 procs[worker] = subprocess.Popen(
-                    [sys.executable, __file__, "--worker", worker, driver, log_path, str(deadline)],
+                    [sys.executable, __file__, "--worker", worker, driver, log_path, stop_path],
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                 )
             follower = _Follower(log_path)
-            while time.monotonic() < deadline - 1.0:
+            while True:
                 time.sleep(rng.uniform(0.3, 1.0))
-                _pause_one(db, follower, fd, procs, rng)
+                follower.update()
+                if chaos_over(
+                    time.monotonic() - start,
+                    duration,
+                    require_chaos=require_chaos,
+                    stale_attempts=follower.stale_attempts(),
+                ):
+                    break
+                kinds = AT_WORK if rng.random() < AT_WORK_SHARE else HOLDING
+                _pause_one(db, follower, fd, procs, rng, kinds, cap)
+            Path(stop_path).touch()
             follower.close()
             for worker, proc in procs.items():
                 try:
@@ -405,14 +501,24 @@ def main(argv: list[str] | None = None) -> int:
     """Command line; see the module docstring."""
     args_list = sys.argv[1:] if argv is None else argv
     if args_list[:1] == ["--worker"]:
-        worker, driver, log_path, deadline = args_list[1:5]
-        return worker_main(worker, driver, log_path, float(deadline))
+        worker, driver, log_path, stop_path = args_list[1:5]
+        return worker_main(worker, driver, log_path, stop_path)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=180.0, help="seconds (default 180)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=180.0,
+        help=(
+            "seconds (default 180); with --require-chaos, up to"
+            f" {CHAOS_CAP_FACTOR:g} times as long until a stale write was tried"
+        ),
+    )
     parser.add_argument("--workers", type=int, default=6, help="worker processes (default 6)")
     parser.add_argument("--server-url", help="mysql://user:pw@host:port/db (default: throwaway)")
     parser.add_argument("--seed", type=int, help="seed of the supervisor's choices")
-    parser.add_argument("--require-chaos", action="store_true", help="fail a run without pauses")
+    parser.add_argument(
+        "--require-chaos", action="store_true", help="fail a run without a stale write tried"
+    )
     parser.add_argument(
         "--unguarded", action="store_true", help="self-test: writes ignore the token (must fail)"
     )

@@ -1,7 +1,8 @@
 """A short run of the fencing stress (``tests/fence_stress.py``), and tests of its checker.
 
 The full run is ``make stress-fencing`` (three minutes); here it runs for about 10 s with three
-workers (one per driver) on the session server, then once more with writes that ignore the
+workers (one per driver) on the session server, longer (30 s at most) on a machine so slow that
+no paused holder has tried a stale write by then, then once more with writes that ignore the
 token, which must fail, so that a harness unable to see a stale write fails here.
 """
 
@@ -61,6 +62,20 @@ def test_checker_excuses_a_write_begun_before_the_pause_and_one_without_successo
     ]
     report = fence_stress.check(records, [5, 7], require_chaos=True)
     assert report.problems == ["no paused holder tried a stale write"]
+
+
+def test_the_supervisor_ends_the_run_once_the_required_chaos_happened_or_at_its_cap() -> None:
+    def over(elapsed: float, *, require_chaos: bool = True, stale_attempts: int = 0) -> bool:
+        return fence_stress.chaos_over(
+            elapsed, 10.0, require_chaos=require_chaos, stale_attempts=stale_attempts
+        )
+
+    assert not over(9.0, stale_attempts=3)
+    assert over(10.0, stale_attempts=1)
+    assert not over(10.0)
+    assert not over(29.0)
+    assert over(30.0)
+    assert over(10.0, require_chaos=False)
 
 
 @pytest.mark.timeout(120)

@@ -17,7 +17,6 @@ Query options (the same names for every driver; the driver adapter translates th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -47,18 +46,38 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-@dataclass
 class ConnectionSettings:
     """What a URL says: the driver, ``connect()`` keyword arguments and Locker options.
+
+    A plain class (compared by its fields, as a dataclass would be), not a dataclass:
+    importing ``dataclasses`` was a noticeable share of a ``pymysqllock run`` that cron
+    starts again and again (see ``PyMySQLLock.values``).
 
     :param driver: the driver name, or ``None`` for the default choice.
     :param connect_kwargs: driver-neutral ``connect()`` arguments.
     :param locker_options: ``namespace``, ``ping_timeout``, ``pool_size`` when given.
     """
 
-    driver: str | None = None
-    connect_kwargs: dict[str, Any] = field(default_factory=dict)
-    locker_options: dict[str, Any] = field(default_factory=dict)
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, as a dataclass
+
+    def __init__(
+        self,
+        driver: str | None = None,
+        connect_kwargs: dict[str, Any] | None = None,
+        locker_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.driver = driver
+        self.connect_kwargs: dict[str, Any] = {} if connect_kwargs is None else connect_kwargs
+        self.locker_options: dict[str, Any] = {} if locker_options is None else locker_options
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__ or not isinstance(other, ConnectionSettings):
+            return NotImplemented
+        return (self.driver, self.connect_kwargs, self.locker_options) == (
+            other.driver,
+            other.connect_kwargs,
+            other.locker_options,
+        )
 
     def __repr__(self) -> str:
         shown = {k: ("***" if k == "password" else v) for k, v in self.connect_kwargs.items()}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from .errors import (
     InvalidArgumentError,
@@ -29,6 +28,7 @@ from .errors import (
     UnsupportedServerError,
 )
 from .server import MARIADB, ServerInfo
+from .values import value
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -117,7 +117,7 @@ def validate_table(table: object) -> tuple[str | None, str]:
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
-@dataclass(frozen=True)
+@value
 class FenceStatements:
     """The statements for one counter table on one server flavour.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
 import os
 import threading
@@ -62,6 +61,10 @@ _DEFAULT_INTERVAL = DEFAULT_REFRESH_INTERVAL
 
 def _refuse_deferred_bodies(function: Callable[..., Any]) -> None:
     """Refuse a function whose call returns before its body runs (for ``synchronized``)."""
+    # Imported here: inspect is large, and a process that decorates nothing (the command
+    # line run by cron) would pay for it on every start.
+    import inspect
+
     what = getattr(function, "__qualname__", repr(function))
     if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
         raise InvalidArgumentTypeError(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+
+from .values import value
 
 __all__ = ["LossCause", "LossReason"]
 
@@ -37,7 +38,7 @@ class LossCause(enum.Enum):
     CHECK_FAILED = "check failed"
 
 
-@dataclass(frozen=True)
+@value
 class LossReason:
     """Why and when a lock was found lost.
 

@@ -13,8 +13,9 @@ answer and the wording; :class:`~PyMySQLLock.Lock` runs it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
+
+from .values import value
 
 __all__ = [
     "FIRST_REPORT_SECONDS",
@@ -42,7 +43,7 @@ HOLDER_DETAILS = (
 )
 
 
-@dataclass(frozen=True)
+@value
 class Holder:
     """Who holds a lock, as far as the server tells.
 

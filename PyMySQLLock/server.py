@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from .values import value, value_field
 
 __all__ = ["MARIADB", "MYSQL", "PROBE_SQL", "TIDB", "UNSUPPORTED_CAUSES", "ServerInfo"]
 
@@ -44,7 +45,7 @@ PROBE_SQL = (
 _REPLICATION_HACK = "5.5.5-"
 
 
-@dataclass(frozen=True)
+@value
 class ServerInfo:
     """The server's flavour and version.
 
@@ -56,7 +57,7 @@ class ServerInfo:
     flavor: str
     version: tuple[int, int, int]
     version_string: str
-    variables: Mapping[str, str] = field(default_factory=dict, compare=False)
+    variables: Mapping[str, str] = value_field(default_factory=dict, compare=False)
 
     @classmethod
     def from_version_string(

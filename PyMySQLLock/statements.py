@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from .errors import (
@@ -29,6 +28,7 @@ from .errors import (
 from .names import strip_namespace
 from .server import MARIADB, PROBE_SQL, UNSUPPORTED_CAUSES, ServerInfo
 from .timeouts import chunk_seconds
+from .values import value
 
 __all__ = [
     "COMMIT",
@@ -339,7 +339,7 @@ def server_info(announced: str, rows: Iterable[Sequence[Any]]) -> ServerInfo:
 DetailRow = tuple[str, Optional[int], Any, Any, Any]
 
 
-@dataclass(frozen=True)
+@value
 class LockInfo:
     """A lock held on the server, as :meth:`~PyMySQLLock.Locker.list_locks` reports it.
 
@@ -361,7 +361,7 @@ class LockInfo:
     held_for: float | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Listing:
     """One way of listing locks: a query for names and queries for holders' details.
 

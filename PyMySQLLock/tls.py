@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import enum
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
+from .values import value
 
 if TYPE_CHECKING:
     # The ssl module is imported only when a context is built: it costs a short-lived
@@ -79,7 +79,7 @@ TLS_KWARGS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@value
 class TlsRequest:
     """The TLS a Locker's connections must have.
 

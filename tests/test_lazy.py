@@ -42,6 +42,13 @@ NOT_FOR_RUN = (
     "random",
     "shutil",
     "getpass",
+    # The value classes are made without dataclasses (PyMySQLLock.values), which imports
+    # inspect, ast, dis and tokenize; the Locker imports inspect only to check a decorated
+    # function.
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
 )
 
 

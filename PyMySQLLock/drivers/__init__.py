@@ -16,10 +16,10 @@ suite's driver parametrization all read it. A fourth driver is one module and on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
+from ..values import value
 from .base import ConnectFunction, DbApiFacts, DriverAdapter
 from .mysqlconnector import MySQLConnectorAdapter
 from .mysqldb import MySQLdbAdapter
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@value
 class Driver:
     """One supported driver, with every name it goes by.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -186,6 +185,8 @@ class Session:
             fd = self.fileno()
             if fd is None or fd < 0:
                 return False
+            import socket  # only here: a process that never forks needs no socket module
+
             with socket.socket(fileno=os.dup(fd)) as duplicate:
                 duplicate.shutdown(socket.SHUT_RDWR)
         except (OSError, ValueError):

@@ -49,6 +49,8 @@ NOT_FOR_RUN = (
     "inspect",
     "ast",
     "dis",
+    # Only the drivers that need it import it (mysqlclient does not).
+    "socket",
 )
 
 

@@ -28,9 +28,11 @@ from __future__ import annotations
 import enum
 import importlib
 import os
-import socket
 from collections.abc import Sequence
-from typing import Any, Callable, Final, Literal
+from typing import TYPE_CHECKING, Any, Callable, Final, Literal
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["UNHANDLED", "ConnectorFastPath"]
 
@@ -76,6 +78,14 @@ class _ConnectorWire:
         conversion = importlib.import_module(f"{module.__name__}.conversion")
         utils = importlib.import_module(f"{module.__name__}.utils")
         self.errors: Any = importlib.import_module(f"{module.__name__}.errors")
+        # The connector has imported socket by now; this module does not at its own import,
+        # which every run of a program using another driver would pay for.
+        import socket
+
+        #: The plain socket class (a subclass may not be non-blocking underneath).
+        self.plain_socket: type[socket.socket] = socket.socket
+        #: What a socket timeout raises (an OSError of its own before Python 3.10).
+        self.socket_timeout: type[OSError] = socket.timeout
         if not hasattr(network, "NetworkBrokerPlain"):
             raise ImportError("mysql.connector has no NetworkBrokerPlain")
         self.plain_broker: type = network.NetworkBrokerPlain
@@ -110,7 +120,7 @@ class _ConnectorWire:
 
         Releases without read and write timeouts report a timeout like any socket error.
         """
-        if isinstance(exc, (socket.timeout, TimeoutError)):
+        if isinstance(exc, (self.socket_timeout, TimeoutError)):
             name = "ReadTimeoutError" if reading else "WriteTimeoutError"
             if hasattr(self.errors, name):
                 message = exc.strerror if reading else None
@@ -142,7 +152,8 @@ class _Answer:
         self._wire = wire
         # A plain socket with a timeout is non-blocking underneath, so a read of its descriptor
         # returns at once; the socket's own recv() would first poll() even when data is there.
-        self._fd = sock.fileno() if type(sock) is socket.socket and sock.gettimeout() else -1
+        plain = type(sock) is wire.plain_socket
+        self._fd = sock.fileno() if plain and sock.gettimeout() else -1
         self._buffer: bytes | bytearray = self._receive(_READ_SIZE, arrived)
         self._position = 0
         #: The sequence id of the last packet read (the connector keeps it for LOCAL INFILE).
@@ -450,7 +461,7 @@ class ConnectorFastPath:
         wanted = self._apply_read_timeout(raw, sock)
         sent = 0
         try:
-            if wanted is not None and type(sock) is socket.socket:
+            if wanted is not None and type(sock) is self._wire.plain_socket:
                 # Non-blocking underneath (see _Answer): a small packet goes out in one write.
                 try:
                     sent = os.write(sock.fileno(), packet)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
-import socket
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..tls import SslMode, TlsRequest, build_context, tls_request
 from .base import ConnectFunction, DriverAdapter
+
+if TYPE_CHECKING:
+    import socket
 
 
 class PyMySQLAdapter(DriverAdapter):
@@ -121,6 +123,8 @@ class PyMySQLAdapter(DriverAdapter):
         path = options.get("unix_socket")
         if not path:
             return None
+        import socket  # here: every adapter is imported, and only this path needs the module
+
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(options.get("connect_timeout"))

@@ -31,6 +31,7 @@ from .timeouts import chunk_seconds
 from .values import value
 
 __all__ = [
+    "ABANDONED",
     "COMMIT",
     "CONNECTION_LOST_CODES",
     "DEADLOCK_CODES",
@@ -52,12 +53,15 @@ __all__ = [
     "START_TRANSACTION",
     "STILL_HELD",
     "WAIT_TIMEOUT_CODES",
+    "Abandoned",
     "Acquire",
     "DetailRow",
     "Listing",
     "LockInfo",
     "Release",
     "Row",
+    "abandoned_answer",
+    "abandoned_query",
     "acquire_answer",
     "acquire_failure",
     "admin_error",
@@ -318,6 +322,52 @@ def kill_failure(code: int | None, message: str) -> LockError | None:
         error to raise.
     """
     return None if code == NO_SUCH_THREAD else admin_error(code, message)
+
+
+# -- waits of closed sessions ---------------------------------------------------------------
+
+#: What a ``GET_LOCK`` looks like in the process list's ``INFO``: the statement as sent.
+_GET_LOCK_INFO = GET_LOCK.split("%s", 1)[0]
+#: See :func:`abandoned_query`; the ids are one comma-separated parameter.
+ABANDONED = (
+    "SELECT ID, LOCATE(%s, INFO) = 1 FROM information_schema.PROCESSLIST "
+    "WHERE FIND_IN_SET(ID, %s) AND USER = SUBSTRING_INDEX(USER(), '@', 1)"
+)
+
+
+def abandoned_query(ids: Sequence[int]) -> tuple[str, tuple[Any, ...]]:
+    """Ask which of the sessions ``ids`` are still open, and whether each runs a ``GET_LOCK``.
+
+    The answer has one ``(ID, running)`` row per open session. Only sessions of this account
+    are listed, and only one running that statement will be killed: after a server restart,
+    the id of a closed session may name somebody else's.
+
+    :returns: the statement and its parameters.
+    """
+    return ABANDONED, (_GET_LOCK_INFO, ",".join(str(int(each)) for each in ids))
+
+
+@value
+class Abandoned:
+    """What the process list says of closed sessions whose ``GET_LOCK`` may still run.
+
+    :param kill: the ids of those still running a ``GET_LOCK``: ``KILL CONNECTION`` ends the
+        wait, and frees the lock if the server granted it meanwhile.
+    :param open: the ids of those still open but not (or not yet, or no longer) in a
+        ``GET_LOCK``: the statement may still be on its way, so look again soon.
+    """
+
+    kill: tuple[int, ...]
+    open: tuple[int, ...]
+
+
+def abandoned_answer(rows: Iterable[Sequence[Any]]) -> Abandoned:
+    """Read the rows of :func:`abandoned_query`; an id without a row has ended: nothing to do."""
+    kill: list[int] = []
+    still_open: list[int] = []
+    for connection_id, running in rows:
+        (kill if running else still_open).append(int(connection_id))
+    return Abandoned(tuple(kill), tuple(still_open))
 
 
 # -- the server -----------------------------------------------------------------------------

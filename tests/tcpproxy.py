@@ -5,6 +5,7 @@
 >>> proxy.sever()  # every connection through it is closed, on both sides
 >>> proxy.blackhole()  # bytes stop flowing; every socket stays open
 >>> proxy.restore()  # bytes flow again
+>>> proxy.keep_upstream()  # a client's close no longer reaches the server
 >>> proxy.close()  # stop listening, close everything, join every thread
 
 The proxy listens on ``127.0.0.1`` on a port of its own and opens one upstream connection per
@@ -16,6 +17,11 @@ lost path delays data and ``FIN`` alike. New clients are still accepted (a parti
 refuse connections, it leaves them unanswered), but get no server greeting until
 :meth:`restore`. After :meth:`restore` the waiting bytes and closes are delivered, as TCP
 retransmission would deliver them once the path heals.
+
+After :meth:`keep_upstream` a client that closes its connection leaves the upstream one open,
+as a server that does not notice a waiting session's client is gone (a TLS session, a
+``GET_LOCK`` behind a proxy that keeps its backend connections): the server's session lasts
+until the server ends it, or an answer finds the client gone, or :meth:`sever`.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class TcpProxy:
         self._pairs: list[_Pair] = []
         self._flowing = threading.Event()
         self._flowing.set()
+        self._keeping = threading.Event()
         self._stopping = threading.Event()
         #: How many client connections were accepted since the proxy started.
         self.accepted = 0
@@ -108,6 +115,10 @@ class TcpProxy:
     def blackhole(self) -> None:
         """Stop forwarding bytes in both directions; every socket stays open."""
         self._flowing.clear()
+
+    def keep_upstream(self) -> None:
+        """From now on, a client's close leaves its upstream connection open."""
+        self._keeping.set()
 
     def restore(self) -> None:
         """Forward bytes again (what waited in the buffers is delivered)."""
@@ -181,6 +192,8 @@ class TcpProxy:
                     continue
                 data = source.recv(_CHUNK)
                 if not data:
+                    if source is pair.client and self._keeping.is_set():
+                        return  # the upstream stays until the server or an answer ends it
                     break  # this side closed: close the other side too
                 target.sendall(data)
         except (OSError, ValueError):

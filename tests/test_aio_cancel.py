@@ -22,6 +22,7 @@ from typing import Any, Callable
 import aiomysql
 import asyncmy
 import pytest
+from tcpproxy import TcpProxy
 
 from PyMySQLLock.aio import AsyncLock, AsyncLocker
 
@@ -31,6 +32,12 @@ MakeAsync = Callable[..., AsyncLocker]
 CANCELLATIONS = int(os.environ.get("PYMYSQLLOCK_AIO_CANCELLATIONS", "200"))
 #: Seconds a closed session may take to let go of its lock on the server.
 FREE_GRACE = 5.0
+#: Seconds the server may take to end the wait of a cancelled acquire. Generous: without the
+#: kill, such a wait behind a proxy that keeps its upstream lasts for the whole wait chunk
+#: (minutes with the read timeout of these tests).
+GONE_GRACE = 20.0
+#: A read timeout (``ping_timeout``) that makes each server-side wait last minutes.
+LONG_READS = 600.0
 
 
 async def _free(admin: AsyncLocker, name: str) -> None:
@@ -43,20 +50,26 @@ async def _free(admin: AsyncLocker, name: str) -> None:
         await asyncio.sleep(0.005)
 
 
-async def _sessions_waiting(server: Any, name: str) -> int:
-    """How many sessions wait for ``name`` in GET_LOCK (asked on a connection of its own)."""
+async def _ask(server: Any, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The rows of one statement, asked on a connection of its own."""
     connection = await aiomysql.connect(**{**_aiomysql_kwargs(server), "autocommit": True})
     try:
         cursor = await connection.cursor()
-        await cursor.execute(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-            "WHERE STATE = 'User lock' AND INSTR(INFO, %s) > 0",
-            (name,),
-        )
-        (count,) = await cursor.fetchone()
-        return int(count)
+        await cursor.execute(sql, params)
+        return [tuple(row) for row in await cursor.fetchall()]
     finally:
         await connection.ensure_closed()
+
+
+async def _sessions_waiting(server: Any, name: str) -> list[int]:
+    """The ids of the sessions that wait for ``name`` in GET_LOCK."""
+    rows = await _ask(
+        server,
+        "SELECT ID FROM information_schema.PROCESSLIST "
+        "WHERE STATE = 'User lock' AND INSTR(INFO, %s) > 0",
+        (name,),
+    )
+    return [int(row[0]) for row in rows]
 
 
 def _aiomysql_kwargs(server: Any) -> dict[str, Any]:
@@ -65,13 +78,27 @@ def _aiomysql_kwargs(server: Any) -> dict[str, Any]:
     return kwargs
 
 
-async def _until_waiting(server: Any, name: str, count: int = 1) -> None:
+async def _until_waiting(server: Any, name: str, count: int = 1) -> list[int]:
+    """Wait until ``count`` sessions wait for ``name``; :returns: their ids."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
-    while await _sessions_waiting(server, name) < count:
+    while len(waiting := await _sessions_waiting(server, name)) < count:
         if loop.time() > deadline:
             pytest.fail(f"no session waits for {name!r}")
         await asyncio.sleep(0.01)
+    return waiting
+
+
+async def _until_gone(server: Any, ids: list[int]) -> None:
+    """Wait until none of the sessions ``ids`` is on the server; fail after :data:`GONE_GRACE`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + GONE_GRACE
+    marks = ", ".join(["%s"] * len(ids))
+    sql = f"SELECT ID, STATE FROM information_schema.PROCESSLIST WHERE ID IN ({marks})"
+    while rows := await _ask(server, sql, tuple(ids)):
+        if loop.time() > deadline:
+            pytest.fail(f"sessions still on the server {GONE_GRACE} s after the cancel: {rows}")
+        await asyncio.sleep(0.02)
 
 
 async def test_cancelled_before_anything_is_sent(
@@ -98,12 +125,12 @@ async def test_cancelled_while_the_server_waits(
     assert await held.acquire()
     lock = locker.lock(lock_name)
     task = asyncio.ensure_future(lock.acquire(timeout=60))
-    await _until_waiting(server, lock_name)
+    (waiter,) = await _until_waiting(server, lock_name)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not lock.locked()
-    assert locker._pool.sessions == 0  # the waiting session was closed, not pooled
+    await _until_gone(server, [waiter])  # the waiting session was closed, not pooled
     await held.release()
     await _free(admin, lock_name)  # not granted to the abandoned session
 
@@ -218,17 +245,144 @@ async def test_the_session_of_a_cancelled_acquire_is_never_reused(
     assert await held.acquire()
     lock = locker.lock(lock_name)
     task = asyncio.ensure_future(lock.acquire(timeout=60))
-    await _until_waiting(server, lock_name)
+    (waiter,) = await _until_waiting(server, lock_name)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     other = locker.lock(lock_name + "-other")
     assert await other.acquire(timeout=0)
-    assert locker._pool.sessions == 1
+    assert other.connection_id != waiter
     assert await holder.holder(lock_name) == held.connection_id
     assert await holder.holder(lock_name + "-other") == other.connection_id
     await other.release()
     await held.release()
+
+
+@pytest.fixture
+def keeping_proxy(server: Any) -> Any:
+    """A proxy to the server that keeps a session open when its client closes (see tcpproxy).
+
+    Behind it the server never learns by itself that a cancelled acquire closed its session,
+    as with a TLS session or a pooling proxy: only a kill ends such a wait before its time.
+    """
+    with TcpProxy(server.host, server.port) as proxy:
+        proxy.keep_upstream()
+        yield proxy
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_the_server_wait_of_a_cancelled_acquire_is_ended(
+    make_async_locker: MakeAsync,
+    lock_name: str,
+    server: Any,
+    keeping_proxy: TcpProxy,
+    how: str,
+) -> None:
+    if how == "timeout" and sys.version_info < (3, 11):
+        pytest.skip("asyncio.timeout() is new in Python 3.11")
+    holder, other = make_async_locker(), make_async_locker()
+    locker = make_async_locker(
+        host=keeping_proxy.host, port=keeping_proxy.port, ping_timeout=LONG_READS
+    )
+    held = holder.lock(lock_name)
+    assert await held.acquire()
+    lock = locker.lock(lock_name)
+    scope: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def waiting() -> bool:
+        async with asyncio.timeout(None) as cut:
+            scope.set_result(cut)
+            return await lock.acquire()
+
+    task = asyncio.ensure_future(lock.acquire() if how == "cancel" else waiting())
+    (waiter,) = await _until_waiting(server, lock_name)
+    if how == "cancel":
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:  # the deadline of an asyncio.timeout() around the acquire passes now
+        (await scope).reschedule(asyncio.get_running_loop().time())
+        with pytest.raises(TimeoutError):
+            await task
+    assert not lock.locked()
+    # Behind this proxy the wait would last for minutes; the kill ends it.
+    await _until_gone(server, [waiter])
+    await held.release()
+    # Nobody else waits for the lock: the next taker gets it at once.
+    taker = other.lock(lock_name)
+    assert await taker.acquire(timeout=0)
+    await taker.release()
+
+
+async def _waiting_behind(
+    proxy: TcpProxy, make_async_locker: MakeAsync, server: Any, name: str, count: int
+) -> tuple[AsyncLock, AsyncLocker, list[asyncio.Future[bool]], list[int]]:
+    """``count`` acquires through ``proxy`` waiting for ``name``, which another locker holds.
+
+    :returns: the held lock, the waiting locker, the waiting tasks and their sessions' ids.
+    """
+    held = make_async_locker().lock(name)
+    assert await held.acquire()
+    locker = make_async_locker(host=proxy.host, port=proxy.port, ping_timeout=LONG_READS)
+    await locker.connect()
+    tasks = [asyncio.ensure_future(locker.lock(name).acquire()) for _ in range(count)]
+    return held, locker, tasks, await _until_waiting(server, name, count)
+
+
+async def test_a_storm_of_cancellations_reuses_one_session_for_the_kills(
+    make_async_locker: MakeAsync, lock_name: str, server: Any, keeping_proxy: TcpProxy
+) -> None:
+    held, _, tasks, waiters = await _waiting_behind(
+        keeping_proxy, make_async_locker, server, lock_name, 20
+    )
+    opened = keeping_proxy.accepted
+    for task in tasks:  # all in one step of the loop
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(result, asyncio.CancelledError) for result in results)
+    await _until_gone(server, waiters)
+    # The kills ran on one session (there was no idle one): not one connection per cancel.
+    assert keeping_proxy.accepted - opened <= 1
+    await held.release()
+    assert await held.locker.is_locked(lock_name) is False
+
+
+async def test_close_with_kills_under_way_leaves_nothing(
+    make_async_locker: MakeAsync, lock_name: str, server: Any, keeping_proxy: TcpProxy
+) -> None:
+    held, locker, tasks, waiters = await _waiting_behind(
+        keeping_proxy, make_async_locker, server, lock_name, 5
+    )
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert locker._tracked  # the kills are under way
+    await locker.close()
+    assert not locker._tracked
+    assert locker._pool.sessions == 0
+    # close() waited for the kills: the waits are ended though the proxy kept their sessions.
+    await _until_gone(server, waiters)
+    await held.release()
+    assert await held.locker.is_locked(lock_name) is False
+
+
+async def test_a_session_not_in_get_lock_is_never_killed(
+    make_async_locker: MakeAsync, lock_name: str
+) -> None:
+    # After a server restart the id of a closed session may name another session: only one
+    # still running a GET_LOCK is killed. Here a live session's id is noted as abandoned.
+    locker, other = make_async_locker(), make_async_locker()
+    await locker.connect()
+    lock = other.lock(lock_name)
+    assert await lock.acquire(timeout=0)
+    held_by = lock.connection_id
+    assert held_by is not None
+    locker._abandoned.add(held_by)
+    (reaper,) = locker._tracked
+    await asyncio.wait_for(reaper, 30)  # looked, and looked again, then gave up
+    assert await locker.holder(lock_name) == held_by
+    assert lock.locked()
+    await lock.release()
 
 
 async def test_asyncmy_cancelled_query_rows_never_reach_the_next_query(

@@ -213,6 +213,24 @@ def test_other_admin_errors() -> None:
     assert error.server_code == 1142
 
 
+# -- waits of closed sessions -----------------------------------------------------------------
+
+
+def test_abandoned_query_asks_for_our_statement_and_the_ids() -> None:
+    sql, params = statements.abandoned_query([17, 4, 2048])
+    assert sql == statements.ABANDONED
+    assert params == ("SELECT GET_LOCK(", "17,4,2048")
+    assert statements.GET_LOCK.startswith(params[0])
+
+
+def test_abandoned_answer_kills_only_sessions_in_get_lock() -> None:
+    # LOCATE(..., INFO) = 1 is 1 in GET_LOCK, 0 in another statement, NULL when idle.
+    found = statements.abandoned_answer([(17, 1), (18, 0), (19, None)])
+    assert found.kill == (17,)
+    assert found.open == (18, 19)
+    assert statements.abandoned_answer([]) == statements.Abandoned((), ())
+
+
 # -- server detection -----------------------------------------------------------------------
 
 

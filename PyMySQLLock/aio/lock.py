@@ -320,8 +320,10 @@ class AsyncLock:
                     raise outcome from failure.__cause__
             except BaseException:
                 # Cancelled with the statement sent: the answer may be a grant. The session
-                # was closed by run(), which ends it on the server with anything it got.
+                # was closed by run(), which ends it on the server with anything it got; its
+                # wait there is ended from another session, in the background.
                 pool.discard(session)
+                self._locker._wait_abandoned(session)
                 raise
             else:
                 outcome = acquire_answer(self._name, row)

@@ -47,6 +47,7 @@ from .lock import AsyncLock, AsyncOnLost
 from .pool import AsyncPool
 from .semaphore import AsyncSemaphore
 from .session import AsyncSession
+from .waits import AbandonedWaits
 
 __all__ = ["AsyncLocker"]
 
@@ -146,6 +147,7 @@ class AsyncLocker:
         self._elections: set[AsyncElection] = set()
         self._kept: set[asyncio.Task[None]] = set()
         self._tracked: set[asyncio.Task[None]] = set()
+        self._abandoned = AbandonedWaits(self._pool, self._track)
         self._listing: Listing | None = None
 
     @classmethod
@@ -539,7 +541,9 @@ class AsyncLocker:
         self._closed = True
         for election in list(self._elections):
             await election.stop()  # resigns first, so that on_demoted runs before the release
-        if self._tracked:  # semaphores ending their waits: nothing of theirs may stay held
+        # Semaphores ending their waits (nothing of theirs may stay held), and the kills of
+        # the server-side waits of cancelled acquires (no wait of ours may stay on the server).
+        if self._tracked:
             await asyncio.gather(*self._tracked, return_exceptions=True)
         for lock in list(self._held):
             try:
@@ -635,6 +639,14 @@ class AsyncLocker:
     def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` as a task that :meth:`close` waits for before releasing the locks."""
         return _task_in(self._tracked, work)
+
+    def _wait_abandoned(self, session: AsyncSession) -> None:
+        """End the server-side wait of ``session``, closed by a cancelled acquire (a task).
+
+        Its ``GET_LOCK`` may still wait on the server; see :mod:`.waits`.
+        """
+        if not self._closed:  # close() would not wait for a new task, nor the pool serve it
+            self._abandoned.add(session.connection_id)
 
     def _run_callback(self, name: str, awaitable: Awaitable[Any]) -> None:
         """Run a coroutine ``on_lost`` as a task; :meth:`close` waits for it."""

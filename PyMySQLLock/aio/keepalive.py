@@ -20,7 +20,7 @@ import heapq
 import itertools
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..connection import SessionLost, StatementFailed
 from ..loss import LossCause, LossReason
@@ -44,13 +44,20 @@ _BUSY_RETRY = 0.05
 _BATCH_WINDOW = 0.001
 
 
+#: A schedule entry: ``[due, sequence, lock, hold]``, where ``hold`` is the lock's token of the
+#: acquire that put it here, so an entry of an earlier hold is recognised as dead. One list
+#: per hold, popped when due and pushed back by its check: a check allocates no entry of its
+#: own, which would live for a whole interval (long enough to reach the collector's oldest
+#: generation, 10,000 of them per interval with 10,000 locks held). The sequence keeps
+#: entries of equal due times from comparing their locks.
+_Entry = list[Any]
+
+
 class AsyncKeepalive:
     """Schedules and runs the checks of the held locks of one AsyncLocker."""
 
     def __init__(self) -> None:
-        # (due, sequence, lock, hold): hold is the lock's token of the acquire that put it
-        # here, so an entry of an earlier hold is recognised as dead.
-        self._heap: list[tuple[float, int, AsyncLock, object]] = []
+        self._heap: list[_Entry] = []
         self._dead = 0
         self._sequence = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -61,8 +68,13 @@ class AsyncKeepalive:
     def watch(self, lock: AsyncLock, hold: object, delay: float) -> None:
         """Check ``lock`` in ``delay`` seconds, and from then on every interval while held."""
         loop = asyncio.get_running_loop()
-        due = loop.time() + delay
-        heapq.heappush(self._heap, (due, next(self._sequence), lock, hold))
+        self._push(loop, [loop.time() + delay, 0, lock, hold])
+
+    def _push(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
+        """Put ``entry`` (its due time set) on the schedule."""
+        entry[1] = next(self._sequence)
+        heapq.heappush(self._heap, entry)
+        due = entry[0]
         # A timer of another (closed) loop would never fire: arm on this one then.
         if due < self._timer_due or loop is not self._timer_loop:
             self._arm(loop, due)
@@ -85,55 +97,69 @@ class AsyncKeepalive:
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer: start the checks of the locks due now, then arm for the next one."""
         self._timer, self._timer_due = None, math.inf
+        checks = self._checks
         try:
             now = loop.time() + _BATCH_WINDOW
             # self._heap each time: a check task run eagerly may compact it into a new list.
             while self._heap:
-                due, _, lock, hold = self._heap[0]
-                if lock._hold is not hold:
+                entry = self._heap[0]
+                if entry[2]._hold is not entry[3]:
                     heapq.heappop(self._heap)
                     self._dead = max(0, self._dead - 1)
                     continue
-                if due > now:
+                if entry[0] > now:
                     break
                 heapq.heappop(self._heap)
-                check = loop.create_task(self._check(lock, hold))
-                self._checks.add(check)
-                check.add_done_callback(self._checks.discard)
+                checks.add(loop.create_task(self._check(loop, entry)))
         finally:
             # Whatever happened above, the schedule goes on: the keepalive must not die.
             if self._heap and self._heap[0][0] < self._timer_due:
                 self._arm(loop, max(self._heap[0][0], loop.time()))
 
-    async def _check(self, lock: AsyncLock, hold: object) -> None:
-        session = lock._session
-        if lock._hold is not hold or session is None:
-            return
-        if session.mutex.locked():
-            # A release is under way on this session; it settles the question itself.
-            self.watch(lock, hold, _BUSY_RETRY)
-            return
+    async def _check(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
         try:
-            async with session.mutex:
-                if lock._hold is not hold:
-                    return
-                row = await session.run(STILL_HELD, (lock.server_name,))
-        except SessionLost as exc:
-            if isinstance(exc.__cause__, asyncio.TimeoutError):
-                cause = LossCause.NO_ANSWER
-                message = f"the server did not answer the check within {session.read_timeout:g} s"
+            lock: AsyncLock = entry[2]
+            hold = entry[3]
+            session = lock._session
+            if lock._hold is not hold or session is None:
+                return
+            mutex = session.mutex
+            if mutex.locked():
+                # A release is under way on this session; it settles the question itself.
+                entry[0] = loop.time() + _BUSY_RETRY
+                self._push(loop, entry)
+                return
+            try:
+                # acquire()/release() rather than ``async with``: two coroutines less a check.
+                await mutex.acquire()
+                try:
+                    if lock._hold is not hold:
+                        return
+                    row = await session.run(STILL_HELD, (lock._server_name,))
+                finally:
+                    mutex.release()
+            except SessionLost as exc:
+                if isinstance(exc.__cause__, asyncio.TimeoutError):
+                    cause = LossCause.NO_ANSWER
+                    message = (
+                        f"the server did not answer the check within {session.read_timeout:g} s"
+                    )
+                else:
+                    cause, message = LossCause.CONNECTION_LOST, f"the connection failed: {exc}"
+                lock._declare_lost(session, LossReason.now(cause, message))
+                return
+            except StatementFailed as exc:
+                message = f"the server refused the check: {exc}"
+                lock._declare_lost(session, LossReason.now(LossCause.REFUSED, message, exc.code))
+                return
+            if still_held(row):
+                entry[0] = loop.time() + lock._held_interval
+                self._push(loop, entry)
             else:
-                cause, message = LossCause.CONNECTION_LOST, f"the connection failed: {exc}"
-            lock._declare_lost(session, LossReason.now(cause, message))
-            return
-        except StatementFailed as exc:
-            message = f"the server refused the check: {exc}"
-            lock._declare_lost(session, LossReason.now(LossCause.REFUSED, message, exc.code))
-            return
-        if still_held(row):
-            self.watch(lock, hold, lock._held_interval)
-        else:
-            lock._declare_lost(session, LossReason.now(LossCause.NOT_HELD, NOT_STILL_HELD))
+                lock._declare_lost(session, LossReason.now(LossCause.NOT_HELD, NOT_STILL_HELD))
+        finally:
+            # Here rather than a done callback: no callback handle per check.
+            self._checks.discard(asyncio.current_task(loop))
 
     async def stop(self) -> None:
         """Stop the timer and every check under way (their sessions are closed)."""
@@ -145,5 +171,7 @@ class AsyncKeepalive:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # A task cancelled before it ever ran did not take itself out.
+        self._checks.clear()
         self._heap.clear()
         self._dead = 0

@@ -200,6 +200,7 @@ class AsyncSession:
             result = await method(self._cursor, sql, params)
         except BaseException as exc:
             deadlines.discard(self)
+            self._task = None
             timed_out = (
                 self._expired
                 and isinstance(exc, asyncio.CancelledError)
@@ -208,6 +209,11 @@ class AsyncSession:
             self._failed(exc, timed_out)
             raise  # a cancellation (not ours) goes on as it came
         deadlines.discard(self)
+        # Not kept until the next statement: a finished task held for a whole refresh
+        # interval (with its coroutine, context and weak reference) lives long enough to be
+        # promoted to the oldest generation, and 10,000 of them per interval made the
+        # collector walk the whole heap again and again.
+        self._task = None
         if self._expired:  # pragma: no cover - only if the driver swallowed the cancellation
             self._expired = False
             task.uncancel()

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from .config import parse_url
 from .drivers import resolve_adapter
 from .locker import Locker
+from .tls import check_files, tls_request
 
 __all__ = ["URL_ENV", "ConnectionOptions", "UsageError", "open_locker", "resolve_connection"]
 
@@ -88,7 +89,8 @@ def resolve_connection(
     :param prompt: asks for the password; default :func:`getpass.getpass`.
     :returns: the settings.
     :raises UsageError: for contradicting options or a password prompt without an answer.
-    :raises InvalidArgumentError: for a bad URL or option file.
+    :raises InvalidArgumentError: for a bad URL or option file, or a TLS file that cannot be
+        read (see :func:`~PyMySQLLock.tls.check_files`).
     """
     env = dict(os.environ) if environ is None else environ
     named_files = [path for path in (args.defaults_file, args.defaults_extra_file) if path]
@@ -154,7 +156,8 @@ def resolve_connection(
     if host not in (None, "", "localhost") and kwargs.pop("unix_socket", None) is not None:
         # The mysql client's rule: a socket is only for localhost.
         logger.debug("host %s is not localhost: the socket setting is not used", host)
-    _check_tls_files(kwargs)
+    # Before the password prompt: a TLS file that cannot be read is refused, naming it.
+    check_files(tls_request(kwargs))
     if args.password_prompt or ("password" in kwargs and kwargs["password"] is prompt_value):
         if prompt is None:
             import getpass  # only here: it is rarely needed, and every run would pay for it
@@ -165,35 +168,6 @@ def resolve_connection(
         except EOFError:
             raise UsageError("no password was entered") from None
     return connection
-
-
-#: The TLS file settings, with their name as flags and option files spell it.
-_TLS_FILES = (("ssl_ca", "ssl-ca"), ("ssl_cert", "ssl-cert"), ("ssl_key", "ssl-key"))
-
-
-def _check_tls_files(kwargs: dict[str, Any]) -> None:
-    """Give TLS files the mysql client's meaning, and refuse one that cannot be read.
-
-    As for the mysql client, a certificate without a key (or a key without a certificate)
-    means both are in that one file. Each driver reports a missing file differently, some
-    only once the server offers TLS: checking here names the file for every driver.
-
-    :raises UsageError: for a file that cannot be read.
-    """
-    cert, key = kwargs.get("ssl_cert"), kwargs.get("ssl_key")
-    if cert and not key:
-        kwargs["ssl_key"] = cert
-    elif key and not cert:
-        kwargs["ssl_cert"] = key
-    for keyword, name in _TLS_FILES:
-        path = kwargs.get(keyword)
-        if not path:
-            continue
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise UsageError(f"cannot read the {name} file {path}: {exc.strerror}") from None
 
 
 def open_locker(connection: ConnectionOptions, **locker_options: Any) -> Locker:

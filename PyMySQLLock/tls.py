@@ -11,14 +11,23 @@ options are understood too (PyMySQL's and mysql-connector's ``ssl_ca``, ``ssl_ve
 * any other TLS option (a client certificate, ``ssl_verify_cert``) means at least ``REQUIRED``;
 * nothing means ``PREFERRED``: encrypted when the server offers it, unverified.
 
+As for the mysql client, a client certificate without a key (or a key without a certificate)
+means both are in that one file; and the blocking driver adapters refuse a TLS file that
+cannot be read, naming it (:func:`check_files`), where each driver would fail its own way,
+some only once the server offers TLS (mysql-connector also refused a lone certificate).
+
 ``REQUIRED`` and above never fall back to plain text: every new connection is checked after
 connecting (``Ssl_cipher`` must not be empty) and refused otherwise, whatever the driver did.
-This module only decides; the driver adapters turn the decision into each driver's options.
+This module decides (and checks the files); the driver adapters turn the decision into each
+driver's options.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
+import os
+import stat
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +39,15 @@ if TYPE_CHECKING:
     # process such as the command line (run by cron) more than the rest of this module.
     import ssl
 
-__all__ = ["CIPHER_SQL", "TLS_KWARGS", "SslMode", "TlsRequest", "build_context", "tls_request"]
+__all__ = [
+    "CIPHER_SQL",
+    "TLS_KWARGS",
+    "SslMode",
+    "TlsRequest",
+    "build_context",
+    "check_files",
+    "tls_request",
+]
 
 #: Asked on a new connection that must be encrypted; an empty value means plain text.
 CIPHER_SQL = "SHOW SESSION STATUS LIKE 'Ssl_cipher'"
@@ -163,6 +180,8 @@ def tls_request(kwargs: dict[str, Any]) -> TlsRequest:
     ca = _path(kwargs.get("ssl_ca", files.get("ca")), "ssl_ca")
     cert = _path(kwargs.get("ssl_cert", files.get("cert")), "ssl_cert")
     key = _path(kwargs.get("ssl_key", files.get("key")), "ssl_key")
+    # The mysql client's meaning: one file holds both (PEM keeps them apart).
+    cert, key = cert or key, key or cert
     disabled = _flag(kwargs, "ssl_disabled")
     verify_cert = _flag(kwargs, "ssl_verify_cert")
     verify_identity = _flag(kwargs, "ssl_verify_identity")
@@ -186,6 +205,33 @@ def tls_request(kwargs: dict[str, Any]) -> TlsRequest:
     if mode == SslMode.DISABLED and context is not None:
         raise InvalidArgumentError("an ssl.SSLContext contradicts ssl_mode=DISABLED")
     return TlsRequest(mode, ca, cert, key, context)
+
+
+def check_files(request: TlsRequest) -> None:
+    """Refuse a TLS file of ``request`` that cannot be read, naming it.
+
+    Not for ``DISABLED``, which reads none. Opened without blocking, so that a FIFO named by
+    mistake cannot hang the check; its contents are left to the driver.
+
+    :raises InvalidArgumentError: for a missing or unreadable file, or a directory.
+    """
+    if request.mode == SslMode.DISABLED:
+        return
+    named = {"ssl_ca": request.ca, "ssl_cert": request.cert, "ssl_key": request.key}
+    for path in dict.fromkeys(path for path in named.values() if path is not None):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            # A lone certificate or key names one file for both: the message says so.
+            names = " and ".join(name for name, each in named.items() if each == path)
+            raise InvalidArgumentError(
+                f"cannot read the {names} file {path}: {exc.strerror}"
+            ) from None
 
 
 def build_context(request: TlsRequest) -> ssl.SSLContext:

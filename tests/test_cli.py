@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import CLI
 
-from PyMySQLLock import Locker, cli, optionfile
+from PyMySQLLock import InvalidArgumentError, Locker, cli, optionfile
 from PyMySQLLock.drivers import DRIVER_NAMES
 
 #: The command line under test; warnings are errors in it too.
@@ -853,18 +853,24 @@ def test_flags_and_prompt_override_every_source():
     assert _resolve(["status", "n"], local).connect_kwargs["unix_socket"] == "/s"
 
 
-def test_tls_files_are_checked_and_paired_as_the_mysql_client_does(tmp_path):
+def test_a_tls_file_that_cannot_be_read_is_refused_before_the_password_prompt(tmp_path):
+    # The check is the library's (PyMySQLLock.tls.check_files; pairing a lone certificate or
+    # key is tls_request's): the command line runs it before it asks for anything.
+    missing = tmp_path / "missing.pem"
+
+    def prompt(_: str) -> str:
+        raise AssertionError("prompted for a password before the TLS files were checked")
+
+    args = cli.parse_args(["status", "--no-defaults", "-p", "--ssl-ca", str(missing), "n"])
+    with pytest.raises(InvalidArgumentError, match=f"ssl_ca file {missing}: No such file"):
+        cli.resolve_connection(args, {}, prompt=prompt)
+    url = f"mysql://u@h/db?ssl_ca={urllib.parse.quote(str(missing))}"
+    with pytest.raises(InvalidArgumentError, match=f"ssl_ca file {missing}"):
+        _resolve(["status", "n"], {cli.URL_ENV: url})
     pem = tmp_path / "client.pem"
     pem.write_text("certificate and key\n")
-    for flag, other in (("--ssl-cert", "ssl_key"), ("--ssl-key", "ssl_cert")):
-        resolved = _resolve(["status", "--no-defaults", flag, str(pem), "n"], {})
-        assert resolved.connect_kwargs[other] == str(pem)  # the other half is in that file
-    missing = tmp_path / "missing.pem"
-    with pytest.raises(cli.UsageError, match=f"ssl-ca file {missing}: No such file"):
-        _resolve(["status", "--no-defaults", "--ssl-ca", str(missing), "n"], {})
-    url = f"mysql://u@h/db?ssl_ca={urllib.parse.quote(str(missing))}"
-    with pytest.raises(cli.UsageError, match=f"ssl-ca file {missing}"):
-        _resolve(["status", "n"], {cli.URL_ENV: url})
+    resolved = _resolve(["status", "--no-defaults", "--ssl-cert", str(pem), "n"], {})
+    assert resolved.connect_kwargs["ssl_cert"] == str(pem)
 
 
 def test_an_unread_tls_option_of_an_option_file_is_refused(tmp_path):
@@ -893,7 +899,7 @@ def test_a_missing_tls_file_is_a_usage_error_with_every_driver(tmp_path, driver_
         check=False,
     )
     assert result.returncode == cli.EXIT_USAGE, result.stderr
-    assert f"cannot read the ssl-ca file {missing}" in result.stderr
+    assert f"cannot read the ssl_ca file {missing}" in result.stderr
 
 
 def test_p_then_a_word_is_a_prompt_and_a_positional():

@@ -9,6 +9,7 @@ for another host name are refused, with every driver. A refused connection is cl
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from server import ThrowawayServer, external_mode, throwaway_possible
 
 from PyMySQLLock import InvalidArgumentError, LockConnectionError, Locker, optionfile
 from PyMySQLLock.aio import AsyncLocker
-from PyMySQLLock.tls import SslMode, tls_request
+from PyMySQLLock.tls import SslMode, check_files, tls_request
 
 SCHEMES = {"pymysql": "mysql+pymysql", "mysql.connector": "mysql+mysqlconnector"}
 SCHEMES["MySQLdb"] = "mysql+mysqldb"
@@ -72,6 +73,28 @@ class _TLS:
         self.ca = str(base / "ca" / "ca.pem")
         self.wrong_ca = str(base / "other" / "ca.pem")
         self._servers: dict[str, ThrowawayServer] = {}
+
+    def client_pem(self) -> str:
+        """A client certificate of our CA with its key, both in one file (made on first use)."""
+        directory = self.base / "client"
+        both = directory / "client.pem"
+        if not both.exists():
+            directory.mkdir()
+            _openssl(
+                directory,
+                *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem"),
+                *("-out", "client.csr", "-subj", "/CN=PyMySQLLock test client"),
+            )
+            _openssl(
+                directory,
+                *("x509", "-req", "-in", "client.csr", "-CA", self.ca, "-days", "2"),
+                *("-CAkey", str(self.base / "ca" / "ca-key.pem"), "-CAcreateserial"),
+                *("-out", "cert.pem"),
+            )
+            both.write_bytes(
+                (directory / "cert.pem").read_bytes() + (directory / "key.pem").read_bytes()
+            )
+        return str(both)
 
     def server(self, kind: str = "right") -> ThrowawayServer:
         if kind not in self._servers:
@@ -249,6 +272,62 @@ def test_the_command_line_takes_ssl_mode_flags(tls, driver, tmp_path, lock_name)
             check=False,
         )
         assert finished.returncode == code, finished.stderr
+
+
+@pytest.mark.parametrize("half", ["ssl_cert", "ssl_key"])
+def test_a_lone_client_certificate_or_key_means_one_file_holds_both(tls, driver, lock_name, half):
+    """As for the mysql client, with every driver (PyMySQL dropped a lone key, mysql-connector
+    refused a lone certificate): the account requires a client certificate, so it was sent."""
+    server = tls.server()
+    user = f"x509_{half}_{driver.replace('.', '')}".lower()
+    server.sql("DROP USER IF EXISTS %s@'%%'", (user,))
+    server.sql("CREATE USER %s@'%%' IDENTIFIED BY 'pw' REQUIRE X509", (user,))
+    server.sql(f"GRANT ALL ON `{server.database}`.* TO %s@'%%'", (user,))
+    try:
+        options = {**server.connect_kwargs(), "user": user, "password": "pw", "driver": driver}
+        with pytest.raises(LockConnectionError):
+            Locker(**options, ssl_mode="REQUIRED")  # no client certificate: refused
+        with Locker(**options, pool_size=1, **{half: tls.client_pem()}) as locker:
+            assert _cipher_of_a_lock_connection(locker, lock_name)
+    finally:
+        server.sql("DROP USER IF EXISTS %s@'%%'", (user,))
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_tls_file_that_cannot_be_read_is_refused_naming_it(
+    server, driver, tmp_path, kind, server_traffic
+):
+    """Each driver failed its own way, some only once the server offered TLS."""
+    path = tmp_path / "ca.pem"
+    if kind == "directory":
+        path.mkdir()
+    options = {**server.connect_kwargs(), "driver": driver}
+    with server_traffic() as traffic:
+        for keyword, named in (
+            ("ssl_ca", "ssl_ca"),
+            ("ssl_cert", "ssl_cert and ssl_key"),  # one file holds both
+            ("ssl_key", "ssl_cert and ssl_key"),
+        ):
+            with pytest.raises(InvalidArgumentError, match=f"the {named} file {path}: "):
+                Locker(**options, **{keyword: str(path)})
+    assert traffic.connections == 0
+    with Locker(**options, pool_size=1, ssl_mode="DISABLED", ssl_ca=str(path)):
+        pass  # DISABLED reads no file
+
+
+def test_the_tls_file_check_does_not_wait_for_a_fifo_writer(tmp_path):
+    # A FIFO (a shell's <(...)) is opened without blocking; reading it is the driver's affair.
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    check_files(tls_request({"ssl_ca": str(fifo), "ssl_cert": str(fifo)}))
+
+
+def test_tls_request_pairs_a_lone_certificate_or_key():
+    for options in ({"ssl_cert": "c.pem"}, {"ssl_key": "c.pem"}, {"ssl": {"cert": "c.pem"}}):
+        request = tls_request(options)
+        assert (request.cert, request.key, request.mode) == ("c.pem", "c.pem", SslMode.REQUIRED)
+    both = tls_request({"ssl_cert": "c.pem", "ssl_key": "k.pem"})
+    assert (both.cert, both.key) == ("c.pem", "k.pem")
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ from ..errors import (
 )
 from ..statements import connection_lost
 from ..timeouts import validate_driver_timeout
-from ..tls import CIPHER_SQL, TLS_KWARGS, SslMode, TlsRequest, tls_request
+from ..tls import CIPHER_SQL, TLS_KWARGS, SslMode, TlsRequest, check_files, tls_request
 
 __all__ = ["ConnectFunction", "DbApiFacts", "DriverAdapter"]
 
@@ -248,7 +248,9 @@ class DriverAdapter(DbApiFacts):
             :func:`~PyMySQLLock.connectoptions.check_connect_options`.
         """
         check_connect_options(kwargs, self.timeout_kwargs)
-        self.tls_options(tls_request(kwargs))
+        tls = tls_request(kwargs)
+        check_files(tls)
+        self.tls_options(tls)
 
     #: For drivers that take PyMySQL's row-format options (``cursorclass``, ``use_unicode``,
     #: ``binary_prefix``): the module whose ``Cursor`` is the plain cursor.

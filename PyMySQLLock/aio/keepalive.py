@@ -19,12 +19,12 @@ import asyncio
 import heapq
 import itertools
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 from ..connection import SessionLost, StatementFailed
 from ..loss import LossCause, LossReason
 from ..statements import NOT_STILL_HELD, STILL_HELD, still_held
+from .looptimer import LoopTimer
 
 if TYPE_CHECKING:
     from .lock import AsyncLock
@@ -60,9 +60,7 @@ class AsyncKeepalive:
         self._heap: list[_Entry] = []
         self._dead = 0
         self._sequence = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = math.inf
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._timer = LoopTimer(self._fire)
         self._checks: set[asyncio.Task[None]] = set()
 
     def watch(self, lock: AsyncLock, hold: object, delay: float) -> None:
@@ -74,10 +72,7 @@ class AsyncKeepalive:
         """Put ``entry`` (its due time set) on the schedule."""
         entry[1] = next(self._sequence)
         heapq.heappush(self._heap, entry)
-        due = entry[0]
-        # A timer of another (closed) loop would never fire: arm on this one then.
-        if due < self._timer_due or loop is not self._timer_loop:
-            self._arm(loop, due)
+        self._timer.arm_by(loop, entry[0])
 
     def unwatch(self) -> None:
         """Count one entry as dead (its lock was released or lost)."""
@@ -87,16 +82,8 @@ class AsyncKeepalive:
             heapq.heapify(self._heap)
             self._dead = 0
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(due, self._fire, loop)
-        self._timer_due = due
-        self._timer_loop = loop
-
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer: start the checks of the locks due now, then arm for the next one."""
-        self._timer, self._timer_due = None, math.inf
         checks = self._checks
         try:
             now = loop.time() + _BATCH_WINDOW
@@ -113,8 +100,8 @@ class AsyncKeepalive:
                 checks.add(loop.create_task(self._check(loop, entry)))
         finally:
             # Whatever happened above, the schedule goes on: the keepalive must not die.
-            if self._heap and self._heap[0][0] < self._timer_due:
-                self._arm(loop, max(self._heap[0][0], loop.time()))
+            if self._heap:
+                self._timer.arm_by(loop, max(self._heap[0][0], loop.time()))
 
     async def _check(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> None:
         try:
@@ -163,9 +150,7 @@ class AsyncKeepalive:
 
     async def stop(self) -> None:
         """Stop the timer and every check under way (their sessions are closed)."""
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer, self._timer_due = None, math.inf
+        self._timer.cancel()
         tasks = list(self._checks)
         for task in tasks:
             task.cancel()

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..connection import SessionLost, StatementFailed
 from .drivers import AsyncDriverAdapter
+from .looptimer import LoopTimer
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -49,32 +50,22 @@ class Deadlines:
     per read timeout whatever the number of statements.
     """
 
-    __slots__ = ("_pending", "_timer", "_timer_loop")
+    __slots__ = ("_pending", "_timer")
 
     def __init__(self) -> None:
         self._pending: dict[AsyncSession, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._timer = LoopTimer(self._fire)
 
     def add(self, session: AsyncSession, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         """Note that ``session`` runs a statement that must be answered by ``deadline``."""
         self._pending[session] = deadline
-        # A timer of another (closed) loop would never fire: arm on this one then.
-        if self._timer is None or self._timer_loop is not loop:
-            self._arm(loop, deadline)
+        self._timer.arm_by(loop, deadline)
 
     def discard(self, session: AsyncSession) -> None:
         """The statement of ``session`` ended (however)."""
         self._pending.pop(session, None)
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._fire, loop)
-        self._timer_loop = loop
-
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
         now = loop.time()
         soonest = math.inf
         for session, deadline in list(self._pending.items()):
@@ -84,7 +75,7 @@ class Deadlines:
             elif deadline < soonest:
                 soonest = deadline
         if soonest < math.inf:
-            self._arm(loop, soonest)
+            self._timer.arm_by(loop, soonest)
 
 
 class AsyncSession:
@@ -181,43 +172,52 @@ class AsyncSession:
         """
         return self._call(self.adapter.execute_write, sql, params)
 
-    async def _call(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
-        if self.broken:
-            raise SessionLost("the connection was already broken")
-        if sys.version_info < (3, 11):  # pragma: no cover - Python 3.9 and 3.10
-            return await self._call_with_wait_for(method, sql, params)
-        # As asyncio.timeout() would (cancel the task at the deadline, then turn that
-        # cancellation into a timeout), without a timer armed and cancelled per statement:
-        # see Deadlines.
-        loop = self._loop
-        task = asyncio.current_task(loop)
-        assert task is not None  # noqa: S101 - statements run in tasks
-        self._task = task
-        self._cancelling = task.cancelling()
-        deadlines = self._deadlines
-        deadlines.add(self, loop, loop.time() + self.read_timeout)
-        try:
-            result = await method(self._cursor, sql, params)
-        except BaseException as exc:
+    # Chosen once here rather than tested for every statement: Task.cancelling() and
+    # uncancel(), which the deadline timer relies on, are new in Python 3.11.
+    if sys.version_info >= (3, 11):
+
+        async def _call(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
+            if self.broken:
+                raise SessionLost("the connection was already broken")
+            # As asyncio.timeout() would (cancel the task at the deadline, then turn that
+            # cancellation into a timeout), without a timer armed and cancelled per statement:
+            # see Deadlines.
+            loop = self._loop
+            task = asyncio.current_task(loop)
+            assert task is not None  # noqa: S101 - statements run in tasks
+            self._task = task
+            self._cancelling = task.cancelling()
+            deadlines = self._deadlines
+            deadlines.add(self, loop, loop.time() + self.read_timeout)
+            try:
+                result = await method(self._cursor, sql, params)
+            except BaseException as exc:
+                deadlines.discard(self)
+                self._task = None
+                timed_out = (
+                    self._expired
+                    and isinstance(exc, asyncio.CancelledError)
+                    and task.uncancel() <= self._cancelling
+                )
+                self._failed(exc, timed_out)
+                raise  # a cancellation (not ours) goes on as it came
             deadlines.discard(self)
+            # Not kept until the next statement: a finished task held for a whole refresh
+            # interval (with its coroutine, context and weak reference) lives long enough to be
+            # promoted to the oldest generation, and 10,000 of them per interval made the
+            # collector walk the whole heap again and again.
             self._task = None
-            timed_out = (
-                self._expired
-                and isinstance(exc, asyncio.CancelledError)
-                and task.uncancel() <= self._cancelling
-            )
-            self._failed(exc, timed_out)
-            raise  # a cancellation (not ours) goes on as it came
-        deadlines.discard(self)
-        # Not kept until the next statement: a finished task held for a whole refresh
-        # interval (with its coroutine, context and weak reference) lives long enough to be
-        # promoted to the oldest generation, and 10,000 of them per interval made the
-        # collector walk the whole heap again and again.
-        self._task = None
-        if self._expired:  # pragma: no cover - only if the driver swallowed the cancellation
-            self._expired = False
-            task.uncancel()
-        return result
+            if self._expired:  # pragma: no cover - only if the driver swallowed the cancellation
+                self._expired = False
+                task.uncancel()
+            return result
+
+    else:  # pragma: no cover - Python 3.9 and 3.10
+
+        async def _call(self, method: Any, sql: str, params: Sequence[Any]) -> Any:
+            if self.broken:
+                raise SessionLost("the connection was already broken")
+            return await self._call_with_wait_for(method, sql, params)
 
     def _expire(self) -> None:
         """Called by :class:`Deadlines` when the statement under way is past its deadline."""

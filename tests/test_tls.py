@@ -315,6 +315,20 @@ def test_a_tls_file_that_cannot_be_read_is_refused_naming_it(
         pass  # DISABLED reads no file
 
 
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_async_a_tls_file_that_cannot_be_read_is_refused_naming_it(
+    server, async_driver, tmp_path, kind
+):
+    """The blocking check, before an AsyncLocker connects (no event loop is needed)."""
+    path = tmp_path / "key.pem"
+    if kind == "directory":
+        path.mkdir()
+    options = {**server.connect_kwargs(), "driver": async_driver}
+    with pytest.raises(InvalidArgumentError, match=f"the ssl_cert and ssl_key file {path}: "):
+        AsyncLocker(**options, ssl_key=str(path))
+    AsyncLocker(**options, ssl_mode="DISABLED", ssl_key=str(path))  # DISABLED reads no file
+
+
 def test_the_tls_file_check_does_not_wait_for_a_fifo_writer(tmp_path):
     # A FIFO (a shell's <(...)) is opened without blocking; reading it is the driver's affair.
     fifo = tmp_path / "ca.pem"

@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar
 from ..connectoptions import LIBRARY_CHARSET, check_connect_options
 from ..drivers.base import DbApiFacts
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
-from ..tls import TLS_KWARGS, SslMode, TlsRequest, build_context, tls_request
+from ..tls import TLS_KWARGS, SslMode, TlsRequest, build_context, check_files, tls_request
 
 __all__ = [
     "ASYNC_DRIVER_NAMES",
@@ -138,6 +138,7 @@ class AsyncDriverAdapter(DbApiFacts):
                 "writing included, is bounded by ping_timeout (or read_timeout)"
             )
         self.tls = tls_request(kwargs)
+        check_files(self.tls)
         options = {k: v for k, v in kwargs.items() if k not in self.dropped_options | TLS_KWARGS}
         self._setup = self._session_setup(options)
         options["ssl"] = self.tls_context(self.tls)

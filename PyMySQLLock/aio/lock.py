@@ -7,9 +7,11 @@ longer holds it.
 
 Cancellation is safe at every ``await``: a cancelled acquire either returns its idle session to
 the pool (nothing was asked of the server) or closes it (a ``GET_LOCK`` was sent, whatever its
-fate), and the server frees whatever a closed session held. A cancelled release closes the
-session too. Between the server's answer and the lock's bookkeeping there is no ``await``, so a
-granted lock is always either recorded as held or closed away.
+fate), and the server frees whatever a closed session held; a ``GET_LOCK`` still waiting on
+the server for that closed session is then killed from another one (see :mod:`.waits`). A
+cancelled release closes the session too. Between the server's answer and the lock's
+bookkeeping there is no ``await``, so a granted lock is always either recorded as held or
+closed away.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ naming it, never a driver's bare ``ValueError`` or a negative timeout on the wir
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,8 +78,9 @@ def check_connect_options(kwargs: dict[str, Any], timeout_names: Iterable[str]) 
     :param timeout_names: the driver's keywords that take seconds (read, write, connect
         timeouts), checked like ``ping_timeout``.
     :raises InvalidArgumentTypeError: for a timeout, port or charset of the wrong type.
-    :raises InvalidArgumentError: for an out-of-range timeout or port, an unknown charset, or
-        an option the library cannot work with (``defer_connect=True``).
+    :raises InvalidArgumentError: for an out-of-range timeout or port, an unknown charset, an
+        option the library cannot work with (``defer_connect=True``), or an option file
+        (``read_default_file``, ``option_files``) that is not a small regular file.
     """
     for name, why in _REFUSED.items():
         if kwargs.get(name):
@@ -92,6 +94,29 @@ def check_connect_options(kwargs: dict[str, Any], timeout_names: Iterable[str]) 
     charset = kwargs.get("charset")
     if charset:
         _check_charset(charset)
+    _check_option_files(kwargs)
+
+
+#: The ``connect()`` options that name option files the driver reads itself.
+_OPTION_FILE_KWARGS = ("read_default_file", "option_files")
+
+
+def _check_option_files(kwargs: dict[str, Any]) -> None:
+    """Refuse option files a driver would hang on (a FIFO) or read without end (a device)."""
+    for key in _OPTION_FILE_KWARGS:
+        value = kwargs.get(key)
+        if not value:
+            continue
+        # mysql-connector's option_files is a file or a list of files.
+        paths = value if isinstance(value, (list, tuple)) else [value]
+        for path in paths:
+            if isinstance(path, (str, os.PathLike)):
+                from .optionfile import OptionFileError, check_driver_file  # only when given
+
+                try:
+                    check_driver_file(path)
+                except OptionFileError as exc:
+                    raise OptionFileError(f"{key}: {exc}") from None
 
 
 #: The connect options that hold a secret, masked in every message the library writes.

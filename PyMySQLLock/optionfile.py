@@ -31,6 +31,7 @@ __all__ = [
     "CLIENT_GROUPS",
     "PROMPT",
     "OptionFileError",
+    "check_driver_file",
     "connect_options",
     "default_files",
     "parse_port",
@@ -277,6 +278,15 @@ def _parse(text: str, path: Path, groups: Sequence[str], options: Options, depth
 def _directive(
     line: str, where: str, path: Path, groups: Sequence[str], options: Options, depth: int
 ) -> None:
+    for target, required in _included(line, where, path, depth):
+        _read_file(target, required, groups, options, depth + 1)
+
+
+def _included(line: str, where: str, path: Path, depth: int) -> list[tuple[Path, bool]]:
+    """The files an ``!include`` or ``!includedir`` line names, each with whether it must exist.
+
+    :raises OptionFileError: for another ``!`` line, or includes nested too deep.
+    """
     word, _, argument = line.partition(" ")
     argument = argument.strip()
     if word not in ("!include", "!includedir") or not argument:
@@ -285,16 +295,50 @@ def _directive(
         raise OptionFileError(f"{where}: includes nested more than {_MAX_INCLUDE_DEPTH} deep")
     target = path.parent / argument  # an absolute argument replaces the directory
     if word == "!include":
-        _read_file(target, True, groups, options, depth + 1)
-        return
+        return [(target, True)]
     try:
         names = sorted(entry.name for entry in os.scandir(target) if entry.name.endswith(".cnf"))
     except OSError as exc:
         # As the mysql client does: a missing include directory is not an error.
         logger.debug("%s: cannot list %s: %s", where, target, exc.strerror)
-        return
-    for name in names:
-        _read_file(target / name, False, groups, options, depth + 1)
+        return []
+    return [(target / name, False) for name in names]
+
+
+def check_driver_file(path: str | os.PathLike[str]) -> None:
+    """Refuse an option file that a driver would read forever, before the driver reads it.
+
+    The drivers read ``read_default_file`` (mysql-connector: ``option_files``) themselves,
+    with a plain ``open()`` and ``read()``: a FIFO waits for a writer forever, ``/dev/zero``
+    fills memory. The file, and every file it includes, must be a regular file of at most
+    :data:`MAX_FILE_BYTES`, and includes may nest :data:`_MAX_INCLUDE_DEPTH` deep. Nothing
+    else is judged: a file that is missing, unreadable or does not parse is the driver's to
+    report, as it always was.
+
+    :param path: the file, ``~`` expanded as the drivers do.
+    :raises OptionFileError: for a file that is not regular or too large, or includes nested
+        too deep.
+    """
+    _check_driver_file(Path(os.path.expanduser(os.fspath(path))), 0)
+
+
+def _check_driver_file(path: Path, depth: int) -> None:
+    try:
+        text = _read_limited(path).decode("utf-8", errors="replace")
+    except OSError:
+        return  # missing or unreadable: the driver says so
+    for number, raw_line in enumerate(text.splitlines(), 1):
+        line = raw_line.strip()
+        if not line.startswith("!"):
+            continue
+        try:
+            targets = _included(line, f"{path}, line {number}", path, depth)
+        except OptionFileError:
+            if depth >= _MAX_INCLUDE_DEPTH:
+                raise
+            continue  # a line the driver may read its own way
+        for target, _required in targets:
+            _check_driver_file(target, depth + 1)
 
 
 def _option(line: str, where: str) -> tuple[str, str | None]:

@@ -156,6 +156,67 @@ def test_a_huge_option_file_is_refused(tmp_path):
             optionfile.read_files([path], required=[path])
 
 
+@pytest.fixture
+def driver_option_files(tmp_path):
+    """Option files a driver would hang on or read without end, directly or through includes."""
+    fifo = tmp_path / "fifo.cnf"
+    os.mkfifo(fifo)
+    files = [str(fifo), "/dev/zero"]
+    for number, target in enumerate((fifo, "/dev/zero", tmp_path / "conf.d")):
+        including = tmp_path / f"including-{number}.cnf"
+        word = "!includedir" if number == 2 else "!include"
+        including.write_text(f"[client]\n{word} {target}\n")
+        files.append(str(including))
+    (tmp_path / "conf.d").mkdir()
+    os.mkfifo(tmp_path / "conf.d" / "hang.cnf")
+    return files
+
+
+def _good_option_file(tmp_path, server, include=True):
+    extra = tmp_path / "extra.cnf"
+    extra.write_text("[client]\n# nothing more\n")
+    good = tmp_path / "good.cnf"
+    good.write_text(f"[client]\nuser={server.user}\n" + (f"!include {extra}\n" if include else ""))
+    return str(good)
+
+
+def test_driver_option_files_that_never_end_are_refused(
+    server, driver, driver_option_files, server_traffic, tmp_path, lock_name
+):
+    keys = ["read_default_file"] + (["option_files"] if driver == "mysql.connector" else [])
+    with server_traffic() as traffic:
+        for key in keys:
+            for path in driver_option_files:
+                with pytest.raises(optionfile.OptionFileError, match=key):
+                    Locker(driver=driver, **server.connect_kwargs(), **{key: path})
+    assert traffic.connections == 0
+    # A regular file, including another, still reaches the driver.
+    good = _good_option_file(tmp_path, server)
+    locker = Locker(driver=driver, **server.connect_kwargs(), read_default_file=good)
+    with locker, locker.lock(lock_name, timeout=0):
+        assert locker.is_locked(lock_name)
+
+
+@pytest.mark.asyncio
+async def test_async_driver_option_files_that_never_end_are_refused(
+    server, async_driver, driver_option_files, make_async_locker, tmp_path, lock_name
+):
+    for path in driver_option_files:
+        with pytest.raises(optionfile.OptionFileError, match="read_default_file"):
+            AsyncLocker(driver=async_driver, **server.connect_kwargs(), read_default_file=path)
+    locker = make_async_locker(read_default_file=_good_option_file(tmp_path, server, False))
+    async with locker.lock(lock_name, timeout=0):
+        assert await locker.is_locked(lock_name)
+    including = _good_option_file(tmp_path, server)
+    if async_driver == "aiomysql":
+        # Its parser takes no '!include': refused, naming the option, before connecting.
+        with pytest.raises(InvalidArgumentError, match="read_default_file"):
+            make_async_locker(read_default_file=including)
+    else:
+        async with make_async_locker(read_default_file=including) as locker:
+            assert await locker.lock(lock_name).acquire(0)
+
+
 # --------------------------------------------------------------------------- command line
 
 

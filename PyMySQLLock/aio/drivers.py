@@ -17,11 +17,13 @@ which works the same on both.
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
 import importlib
 import importlib.metadata
 import inspect
 import math
+import os
 import re
 import ssl
 from collections.abc import Awaitable, Sequence
@@ -308,6 +310,29 @@ class AiomysqlAdapter(AsyncDriverAdapter):
     def owned_options(self) -> dict[str, Any]:
         """Also aiomysql's plain cursor."""
         return {**super().owned_options(), "cursorclass": self.module.Cursor}
+
+    def connect_options(self, kwargs: dict[str, Any], connect_timeout: float) -> dict[str, Any]:
+        """As for every driver, and an option file aiomysql cannot read is refused at once.
+
+        aiomysql reads ``read_default_file`` with a plain ``RawConfigParser``, which fails on
+        lines the mysql client reads (``!include``, an option without a value) with a bare
+        ``configparser`` error, raised from inside its connection's constructor (whose
+        finalizer then fails too). The same parser is run here first, so the error is an
+        :exc:`~PyMySQLLock.InvalidArgumentError` naming the option, before anything is sent.
+        """
+        options = super().connect_options(kwargs, connect_timeout)
+        path = options.get("read_default_file")
+        if isinstance(path, (str, os.PathLike)) and path:
+            parser = configparser.RawConfigParser()
+            try:
+                parser.read(os.path.expanduser(os.fspath(path)))
+            except configparser.Error as exc:
+                why = " ".join(str(exc).split())
+                raise InvalidArgumentError(
+                    f"read_default_file: aiomysql cannot read this option file ({why}); "
+                    "it takes plain 'option=value' lines only"
+                ) from None
+        return options
 
     def socket_watch(self, raw: Any) -> tuple[Any, Callable[[], Awaitable[None]]]:
         """The stream writer of aiomysql (whose ``close()`` does not wait for the socket)."""

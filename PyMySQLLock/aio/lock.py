@@ -325,7 +325,7 @@ class AsyncLock:
                 # was closed by run(), which ends it on the server with anything it got; its
                 # wait there is ended from another session, in the background.
                 pool.discard(session)
-                self._locker._wait_abandoned(session)
+                self._locker._wait_abandoned(session, self._server_name)
                 raise
             else:
                 outcome = acquire_answer(self._name, row)

@@ -640,13 +640,14 @@ class AsyncLocker:
         """Run ``work`` as a task that :meth:`close` waits for before releasing the locks."""
         return _task_in(self._tracked, work)
 
-    def _wait_abandoned(self, session: AsyncSession) -> None:
+    def _wait_abandoned(self, session: AsyncSession, name: str) -> None:
         """End the server-side wait of ``session``, closed by a cancelled acquire (a task).
 
-        Its ``GET_LOCK`` may still wait on the server; see :mod:`.waits`.
+        Its ``GET_LOCK`` of the lock ``name`` (a server name) may still wait on the server, or
+        have been granted; see :mod:`.waits`.
         """
         if not self._closed:  # close() would not wait for a new task, nor the pool serve it
-            self._abandoned.add(session.connection_id)
+            self._abandoned.add(session.connection_id, name)
 
     def _run_callback(self, name: str, awaitable: Awaitable[Any]) -> None:
         """Run a coroutine ``on_lost`` as a task; :meth:`close` waits for it."""

@@ -12,7 +12,8 @@ the pool, in a task of the AsyncLocker: the cancelled task never waits for it.
 ``KILL CONNECTION`` rather than ``KILL QUERY``: the session is closed on our side anyway, and
 if the server granted the lock just before the kill, only the end of the session frees it
 (``KILL QUERY`` leaves an idle holder alone). Only a session of this account that is still
-running a ``GET_LOCK`` is killed: after a server restart, an id can name somebody else's.
+running a ``GET_LOCK``, or that holds the lock it asked for, is killed: after a server
+restart, an id can name somebody else's session.
 
 Where the library itself ends waits it keeps the sessions (a semaphore's head waiter once one
 slot is granted, an election that stops): ``end_waits`` ends a wait on the server with
@@ -35,10 +36,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..connection import StatementFailed
 from ..errors import LockConnectionError, LockError
 from ..statements import (
+    HOLDER,
     KILL_CONNECTION,
     KILL_QUERY,
     abandoned_answer,
     abandoned_query,
+    holder_answer,
     kill_failure,
 )
 
@@ -95,14 +98,20 @@ async def end_waits(pool: AsyncPool, waits: Mapping[asyncio.Future[Any], AsyncLo
         _, pending = await asyncio.wait(pending, timeout=_ROUND)
 
 
-async def _kill_abandoned(session: AsyncSession, connection_ids: list[int]) -> set[int]:
-    """Kill those of ``connection_ids`` that still run a ``GET_LOCK``.
+async def _kill_abandoned(session: AsyncSession, names: dict[int, str]) -> set[int]:
+    """Kill those of the sessions ``names`` (id: the lock it asked for) that still need it.
 
-    :returns: the ids of those still open but not in a ``GET_LOCK`` (to look at again).
+    :returns: the ids of those still open that were not killed (to look at again).
     """
-    sql, params = abandoned_query(connection_ids)
+    sql, params = abandoned_query(list(names))
     found = abandoned_answer(await session.run_all(sql, params))
-    for connection_id in found.kill:
+    doomed = list(found.kill)
+    for connection_id in found.open:
+        # Granted just before its close, the session holds the lock until the server finds
+        # its client gone, which a proxy that keeps its server connections may hide for ever.
+        if holder_answer(await session.run(HOLDER, (names[connection_id],))) == connection_id:
+            doomed.append(connection_id)
+    for connection_id in doomed:
         try:
             await session.run(KILL_CONNECTION, (connection_id,))
         except StatementFailed as failure:
@@ -113,7 +122,7 @@ async def _kill_abandoned(session: AsyncSession, connection_ids: list[int]) -> s
                 )
         else:
             logger.debug("ended the wait of closed session %s", connection_id)
-    return set(found.open)
+    return set(found.open).difference(doomed)
 
 
 class AbandonedWaits:
@@ -121,7 +130,8 @@ class AbandonedWaits:
 
     :meth:`add` only notes the closed session's id. One task at a time, started with
     ``start`` (so that ``AsyncLocker.close()`` waits for it), looks the noted sessions up in
-    the process list and kills those still in a ``GET_LOCK``, on an idle session of the pool
+    the process list and kills those still in a ``GET_LOCK`` or holding the lock they asked
+    for (granted just before the close), on an idle session of the pool
     or one it opens and then pools: a storm of cancellations costs one session, not one each.
     Its failures are logged, never raised.
 
@@ -136,14 +146,18 @@ class AbandonedWaits:
     ) -> None:
         self._pool = pool
         self._start = start
-        #: The noted ids, each with the time (monotonic) until which an open session of that
-        #: id that is not in a ``GET_LOCK`` is looked at again.
-        self._noted: dict[int, float] = {}
+        #: The noted ids, each with the server name of the lock it asked for and the time
+        #: (monotonic) until which an open session of that id is looked at again.
+        self._noted: dict[int, tuple[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, connection_id: int) -> None:
-        """Note the id of a session closed while its ``GET_LOCK`` may be on the server."""
-        self._noted[connection_id] = time.monotonic() + _RECHECK_SECONDS
+    def add(self, connection_id: int, name: str) -> None:
+        """Note a session closed while its ``GET_LOCK`` may be on the server.
+
+        :param connection_id: the session's id.
+        :param name: the server name of the lock it asked for.
+        """
+        self._noted[connection_id] = (name, time.monotonic() + _RECHECK_SECONDS)
         if self._task is None:
             self._task = self._start(self._run())
 
@@ -151,9 +165,10 @@ class AbandonedWaits:
         try:
             while self._noted:
                 ids = list(itertools.islice(self._noted, _BATCH))
+                names = {connection_id: self._noted[connection_id][0] for connection_id in ids}
                 try:
                     still_open = await asyncio.wait_for(
-                        self._pool.on_idle(functools.partial(_kill_abandoned, connection_ids=ids)),
+                        self._pool.on_idle(functools.partial(_kill_abandoned, names=names)),
                         _KILL_PATIENCE,
                     )
                 except Exception as exc:  # noqa: BLE001 - a failed kill is only ever logged
@@ -163,7 +178,7 @@ class AbandonedWaits:
                     still_open = set()
                 now = time.monotonic()
                 for connection_id in ids:
-                    if connection_id not in still_open or self._noted[connection_id] <= now:
+                    if connection_id not in still_open or self._noted[connection_id][1] <= now:
                         del self._noted[connection_id]
                 if still_open & self._noted.keys():
                     await asyncio.sleep(_ROUND)

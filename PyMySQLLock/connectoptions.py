@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import InvalidArgumentError, InvalidArgumentTypeError
+from .errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
 from .timeouts import validate_driver_timeout
 
 __all__ = [
@@ -154,11 +154,13 @@ def redact_secrets(message: str, kwargs: dict[str, Any]) -> str:
 
 def rejected_arguments(
     driver: str, exc: Exception, kwargs: dict[str, Any]
-) -> InvalidArgumentError | InvalidArgumentTypeError | None:
+) -> InvalidArgumentError | InvalidArgumentTypeError | DriverNotInstalledError | None:
     """The error for a driver ``connect()`` that refused its arguments with a builtin error.
 
     Drivers check their arguments with assorted builtin errors (an unknown keyword is a
-    ``TypeError`` in one, an ``AttributeError`` in another, a bad port a ``ValueError``).
+    ``TypeError`` in one, an ``AttributeError`` in another, a bad port a ``ValueError``), and
+    one asks for a part of the driver that is not installed with an ``ImportError``
+    (mysql-connector's ``use_pure=False`` without its C extension).
 
     :param driver: the driver's name, for the message.
     :param exc: what ``connect()`` raised (not a driver error, not an :class:`OSError`).
@@ -170,4 +172,6 @@ def rejected_arguments(
         return InvalidArgumentTypeError(rejected)
     if isinstance(exc, (ValueError, LookupError)):
         return InvalidArgumentError(rejected)
+    if isinstance(exc, ImportError):
+        return DriverNotInstalledError(rejected)
     return None

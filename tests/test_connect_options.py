@@ -24,6 +24,7 @@ from typing import Any
 
 import aiomysql.cursors
 import asyncmy.cursors
+import mysql.connector
 import MySQLdb.cursors
 import pymysql.constants.CLIENT
 import pymysql.cursors
@@ -31,7 +32,14 @@ import pytest
 from mysql.connector.constants import ClientFlag
 from mysql.connector.conversion import MySQLConverter
 
-from PyMySQLLock import InvalidArgumentError, InvalidArgumentTypeError, Locker
+from PyMySQLLock import (
+    DriverNotInstalledError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    Locker,
+    LockError,
+)
+from PyMySQLLock.connectoptions import rejected_arguments
 
 #: Non-ASCII names of one, two and three UTF-8 bytes per character, with a quote and a backslash
 #: that the drivers must escape (also under NO_BACKSLASH_ESCAPES).
@@ -231,6 +239,33 @@ def test_a_name_is_the_same_lock_for_the_mysql_command_line_client(
         for stream in (client.stdout, client.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_connector_cursor_options_are_refused_by_name(server, server_traffic):
+    # dictionary and named_tuple belong to the connector's cursor(), not to connect().
+    with server_traffic() as traffic:
+        for option in ("dictionary", "named_tuple"):
+            with pytest.raises(InvalidArgumentTypeError, match=option):
+                Locker(driver="mysql.connector", **server.connect_kwargs(), **{option: True})
+    assert traffic.connections == 0
+
+
+def test_use_pure_false_works_or_says_the_c_extension_is_missing(server, lock_name):
+    options = {**server.connect_kwargs(), "use_pure": False}
+    if mysql.connector.HAVE_CEXT:
+        with Locker(driver="mysql.connector", **options) as locker:
+            assert locker.lock(lock_name).acquire(0)
+        return
+    # Without the C extension, the connector's connect() raises a bare ImportError.
+    with pytest.raises(DriverNotInstalledError, match="C Extension") as raised:
+        Locker(driver="mysql.connector", **options)
+    assert not isinstance(raised.value.__cause__, LockError)
+
+
+def test_a_driver_import_error_at_connect_is_a_library_error():
+    error = rejected_arguments("mysql.connector", ImportError("no C extension"), {})
+    assert isinstance(error, DriverNotInstalledError)
+    assert isinstance(error, ImportError)
 
 
 def test_timeouts_for_the_driver_are_checked_for_every_driver(server, driver, server_traffic):

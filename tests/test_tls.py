@@ -493,3 +493,41 @@ async def test_async_a_ca_alone_means_verify_ca(tls, tls_server, server, async_d
         with pytest.raises(LockConnectionError):
             await locker.connect()
         await locker.close()
+
+
+@pytest.mark.asyncio
+async def test_async_a_cancelled_wait_does_not_linger_on_a_tls_server(
+    tls_server, async_driver, watch_loop, lock_name
+):
+    # The server does not notice that the client of a waiting GET_LOCK closed a TLS
+    # connection: the wait went on for its whole chunk (about ten minutes at this
+    # ping_timeout) until PyMySQLLock.aio.waits killed it from another session.
+    kwargs = {**tls_server.connect_kwargs(), "host": "127.0.0.1", "ssl_mode": "REQUIRED"}
+    ask = "SELECT ID FROM information_schema.PROCESSLIST WHERE INSTR(INFO, %s) > 0 AND ID = %s"
+    async with (
+        AsyncLocker(driver=async_driver, **kwargs) as holder,
+        AsyncLocker(driver=async_driver, ping_timeout=600, **kwargs) as locker,
+    ):
+
+        async def sessions(connection_id: int) -> list[Any]:
+            return await holder._pool.on_idle(lambda s: s.run_all(ask, ("GET_LOCK", connection_id)))
+
+        held = holder.lock(lock_name)
+        assert await held.acquire(0)
+        lock = locker.lock(lock_name)
+        task = asyncio.ensure_future(lock.acquire())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while lock._waiting is None or not await sessions(lock._waiting.connection_id):
+            assert loop.time() < deadline, "the acquire never waited on the server"
+            await asyncio.sleep(0.01)
+        waiter = lock._waiting.connection_id
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deadline = loop.time() + 20
+        while await sessions(waiter):
+            assert loop.time() < deadline, f"session {waiter} still waits 20 s after the cancel"
+            await asyncio.sleep(0.02)
+        await held.release()
+        assert await holder.lock(lock_name).acquire(0)  # nobody else was waiting for it

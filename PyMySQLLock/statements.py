@@ -26,12 +26,13 @@ from .errors import (
     UnsupportedServerError,
 )
 from .names import strip_namespace
-from .server import MARIADB, PROBE_SQL, UNSUPPORTED_CAUSES, ServerInfo
+from .server import MARIADB, MYSQL, PROBE_SQL, UNSUPPORTED_CAUSES, ServerInfo
 from .timeouts import chunk_seconds
 from .values import value
 
 __all__ = [
     "ABANDONED",
+    "ABANDONED_PERFORMANCE",
     "COMMIT",
     "CONNECTION_LOST_CODES",
     "DEADLOCK_CODES",
@@ -333,18 +334,31 @@ ABANDONED = (
     "SELECT ID, LOCATE(%s, INFO) = 1 FROM information_schema.PROCESSLIST "
     "WHERE FIND_IN_SET(ID, %s) AND USER = SUBSTRING_INDEX(USER(), '@', 1)"
 )
+#: The same question where ``information_schema.PROCESSLIST`` is deprecated: MySQL 8.0.35
+#: warns at each use (aiomysql turns that into a Python warning). Its Performance Schema twin
+#: has the same columns, and is empty when ``performance_schema`` is off: nothing is killed.
+ABANDONED_PERFORMANCE = ABANDONED.replace(
+    "information_schema.PROCESSLIST", "performance_schema.processlist"
+)
+#: The first MySQL release whose ``information_schema.PROCESSLIST`` warns.
+_PROCESSLIST_DEPRECATED = (8, 0, 35)
 
 
-def abandoned_query(ids: Sequence[int]) -> tuple[str, tuple[Any, ...]]:
+def abandoned_query(ids: Sequence[int], server: ServerInfo | None) -> tuple[str, tuple[Any, ...]]:
     """Ask which of the sessions ``ids`` are still open, and whether each runs a ``GET_LOCK``.
 
     The answer has one ``(ID, running)`` row per open session. Only sessions of this account
     are listed, and only one running that statement will be killed: after a server restart,
     the id of a closed session may name somebody else's.
 
+    :param server: the server's facts, which choose the process list to read.
     :returns: the statement and its parameters.
     """
-    return ABANDONED, (_GET_LOCK_INFO, ",".join(str(int(each)) for each in ids))
+    deprecated = (
+        server is not None and server.flavor == MYSQL and server.version >= _PROCESSLIST_DEPRECATED
+    )
+    sql = ABANDONED_PERFORMANCE if deprecated else ABANDONED
+    return sql, (_GET_LOCK_INFO, ",".join(str(int(each)) for each in ids))
 
 
 @value

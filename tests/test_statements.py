@@ -217,10 +217,28 @@ def test_other_admin_errors() -> None:
 
 
 def test_abandoned_query_asks_for_our_statement_and_the_ids() -> None:
-    sql, params = statements.abandoned_query([17, 4, 2048])
+    sql, params = statements.abandoned_query([17, 4, 2048], MARIADB_10_11)
     assert sql == statements.ABANDONED
     assert params == ("SELECT GET_LOCK(", "17,4,2048")
     assert statements.GET_LOCK.startswith(params[0])
+
+
+@pytest.mark.parametrize(
+    ("info", "table"),
+    [
+        (None, "information_schema.PROCESSLIST"),
+        (MARIADB_10_11, "information_schema.PROCESSLIST"),
+        (ServerInfo.from_version_string("8.0.34"), "information_schema.PROCESSLIST"),
+        # MySQL 8.0.35 warns at each read of information_schema.PROCESSLIST.
+        (ServerInfo.from_version_string("8.0.35"), "performance_schema.processlist"),
+        (MYSQL_8, "performance_schema.processlist"),
+    ],
+)
+def test_abandoned_query_reads_the_process_list_that_does_not_warn(
+    info: ServerInfo | None, table: str
+) -> None:
+    sql, _ = statements.abandoned_query([1], info)
+    assert f"FROM {table} " in sql
 
 
 def test_abandoned_answer_kills_only_sessions_in_get_lock() -> None:

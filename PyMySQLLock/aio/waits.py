@@ -46,6 +46,7 @@ from ..statements import (
 )
 
 if TYPE_CHECKING:
+    from ..server import ServerInfo
     from .lock import AsyncLock
     from .pool import AsyncPool
     from .session import AsyncSession
@@ -98,12 +99,15 @@ async def end_waits(pool: AsyncPool, waits: Mapping[asyncio.Future[Any], AsyncLo
         _, pending = await asyncio.wait(pending, timeout=_ROUND)
 
 
-async def _kill_abandoned(session: AsyncSession, names: dict[int, str]) -> set[int]:
+async def _kill_abandoned(
+    session: AsyncSession, names: dict[int, str], server: ServerInfo | None
+) -> set[int]:
     """Kill those of the sessions ``names`` (id: the lock it asked for) that still need it.
 
+    :param server: the server's facts (which process list to read).
     :returns: the ids of those still open that were not killed (to look at again).
     """
-    sql, params = abandoned_query(list(names))
+    sql, params = abandoned_query(list(names), server)
     found = abandoned_answer(await session.run_all(sql, params))
     doomed = list(found.kill)
     for connection_id in found.open:
@@ -166,11 +170,9 @@ class AbandonedWaits:
             while self._noted:
                 ids = list(itertools.islice(self._noted, _BATCH))
                 names = {connection_id: self._noted[connection_id][0] for connection_id in ids}
+                work = functools.partial(_kill_abandoned, names=names, server=self._pool.server)
                 try:
-                    still_open = await asyncio.wait_for(
-                        self._pool.on_idle(functools.partial(_kill_abandoned, names=names)),
-                        _KILL_PATIENCE,
-                    )
+                    still_open = await asyncio.wait_for(self._pool.on_idle(work), _KILL_PATIENCE)
                 except Exception as exc:  # noqa: BLE001 - a failed kill is only ever logged
                     # Connection failures: the server ends sessions it lost anyway.
                     log = logger.debug if isinstance(exc, LockConnectionError) else logger.warning

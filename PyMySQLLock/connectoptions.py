@@ -20,10 +20,13 @@ __all__ = [
     "LIBRARY_CHARSET",
     "SECRET_OPTIONS",
     "SERVER_CHARSETS",
+    "SessionStatement",
     "check_connect_options",
     "describe_target",
     "redact_secrets",
     "rejected_arguments",
+    "session_statements",
+    "without_session_options",
 ]
 
 #: The character set of every connection the library opens. MariaDB keys a user lock by the
@@ -52,6 +55,47 @@ _REFUSED = {
     ),
 }
 _MAX_PORT = 65535
+
+
+#: A statement the library runs on a new connection in place of the driver, with its
+#: parameters (``None``: none, so that a ``%`` in it is sent as written).
+SessionStatement = tuple[str, "tuple[Any, ...] | None"]
+
+
+def session_statements(kwargs: dict[str, Any]) -> list[SessionStatement]:
+    """The statements that set the user's ``sql_mode`` (and then run ``init_command``).
+
+    The drivers each send ``sql_mode`` their own way: mysqlclient and both asyncio drivers
+    paste it into ``SET sql_mode=...`` as it is (a list of modes is a syntax error there, and
+    a quote in it ends the string), PyMySQL and mysql-connector escape it. The library sends
+    it itself, as a parameter, so that it means the same with every driver; ``init_command``
+    comes after it, as the drivers order them, so that one that sets the mode still wins.
+    With ``sql_mode`` given, the driver gets neither (``without_session_options()``).
+
+    :param kwargs: the user's connect options.
+    :returns: the statements, empty without ``sql_mode``.
+    :raises InvalidArgumentTypeError: for an ``sql_mode`` that is not a str.
+    """
+    sql_mode = kwargs.get("sql_mode")
+    if sql_mode is None:
+        return []
+    if not isinstance(sql_mode, str):
+        raise InvalidArgumentTypeError(
+            f"sql_mode must be a str such as 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', "
+            f"not {type(sql_mode).__name__}"
+        )
+    statements: list[SessionStatement] = [("SET sql_mode=%s", (sql_mode,))]
+    init_command = kwargs.get("init_command")
+    if init_command is not None:
+        statements.append((init_command, None))
+    return statements
+
+
+def without_session_options(options: dict[str, Any]) -> None:
+    """Remove from a driver's options what :func:`session_statements` sends instead."""
+    if options.get("sql_mode") is not None:
+        del options["sql_mode"]
+        options.pop("init_command", None)
 
 
 def _check_charset(value: Any) -> None:
@@ -94,6 +138,7 @@ def check_connect_options(kwargs: dict[str, Any], timeout_names: Iterable[str]) 
     charset = kwargs.get("charset")
     if charset:
         _check_charset(charset)
+    session_statements(kwargs)  # checks sql_mode
     _check_option_files(kwargs)
 
 

@@ -36,6 +36,7 @@ from PyMySQLLock import (
     DriverNotInstalledError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
+    LockConnectionError,
     Locker,
     LockError,
 )
@@ -241,6 +242,28 @@ def test_a_name_is_the_same_lock_for_the_mysql_command_line_client(
                 stream.close()
 
 
+#: An sql_mode that would run a second statement if pasted into SQL unescaped (mysqlclient and
+#: both asyncio drivers did that, and mysqlclient allows several statements per query).
+INJECTED_SQL_MODE = "ANSI'; SET @pymysqllock_injected = 1; --"
+
+
+def test_sql_mode_means_the_same_with_every_driver(optioned, server, sql, driver, lock_name):
+    modes = "ANSI_QUOTES,NO_BACKSLASH_ESCAPES"
+    locker = optioned(driver, sql_mode=modes)
+    with locker.lock(lock_name + SUFFIXES[0], timeout=0) as lock, lock.cursor() as cursor:
+        cursor.execute("SELECT @@session.sql_mode")
+        assert set(modes.split(",")) <= set(cursor.fetchone()[0].split(","))
+    later = optioned(driver, sql_mode=modes, init_command="SET sql_mode='ANSI'")
+    with later.lock(lock_name, timeout=0) as lock, lock.cursor() as cursor:
+        cursor.execute("SELECT @@session.sql_mode")
+        assert "NO_BACKSLASH_ESCAPES" not in cursor.fetchone()[0]
+    for wrong in (["ANSI"], 5):
+        with pytest.raises(InvalidArgumentTypeError, match="sql_mode"):
+            Locker(driver=driver, **server.connect_kwargs(), sql_mode=wrong)
+    with pytest.raises(LockConnectionError, match="sql_mode"):
+        Locker(driver=driver, **server.connect_kwargs(), sql_mode=INJECTED_SQL_MODE)
+
+
 def test_connector_cursor_options_are_refused_by_name(server, server_traffic):
     # dictionary and named_tuple belong to the connector's cursor(), not to connect().
     with server_traffic() as traffic:
@@ -373,3 +396,7 @@ async def test_an_async_sql_mode_list_is_in_force_before_the_init_command(
         assert "NO_BACKSLASH_ESCAPES" not in (await cursor.fetchone())[0]
     with pytest.raises(InvalidArgumentTypeError, match="sql_mode"):
         make_async_locker(sql_mode=["ANSI"])
+    # A quote ends nothing: the whole value reaches the server as one (invalid) mode.
+    injected = make_async_locker(sql_mode=INJECTED_SQL_MODE)
+    with pytest.raises(LockConnectionError, match="sql_mode"):
+        await injected.connect()

@@ -29,7 +29,13 @@ import ssl
 from collections.abc import Awaitable, Sequence
 from typing import Any, Callable, ClassVar
 
-from ..connectoptions import LIBRARY_CHARSET, check_connect_options
+from ..connectoptions import (
+    LIBRARY_CHARSET,
+    SessionStatement,
+    check_connect_options,
+    session_statements,
+    without_session_options,
+)
 from ..drivers.base import DbApiFacts
 from ..errors import DriverNotInstalledError, InvalidArgumentError, InvalidArgumentTypeError
 from ..tls import TLS_KWARGS, SslMode, TlsRequest, build_context, check_files, tls_request
@@ -66,7 +72,7 @@ class AsyncDriverAdapter(DbApiFacts):
         self.tls = TlsRequest(SslMode.PREFERRED)
         #: Statements :meth:`after_connect` runs in place of the driver, with their
         #: parameters, set by :meth:`connect_options`.
-        self._setup: list[tuple[str, tuple[Any, ...] | None]] = []
+        self._setup: list[SessionStatement] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} driver={self.name!r}>"
@@ -142,7 +148,8 @@ class AsyncDriverAdapter(DbApiFacts):
         self.tls = tls_request(kwargs)
         check_files(self.tls)
         options = {k: v for k, v in kwargs.items() if k not in self.dropped_options | TLS_KWARGS}
-        self._setup = self._session_setup(options)
+        self._setup = session_statements(options)
+        without_session_options(options)
         options["ssl"] = self.tls_context(self.tls)
         for key in _DATABASE_KEYS:
             if key in options and key != self.database_kwarg:
@@ -153,30 +160,6 @@ class AsyncDriverAdapter(DbApiFacts):
         # Both drivers take seconds of at least 1 here.
         options.setdefault("connect_timeout", max(1, math.ceil(connect_timeout)))
         return options
-
-    @staticmethod
-    def _session_setup(options: dict[str, Any]) -> list[tuple[str, tuple[Any, ...] | None]]:
-        """Take ``sql_mode`` (and with it ``init_command``) out of ``options``, as statements.
-
-        Both drivers paste ``sql_mode`` into ``SET sql_mode=...`` unquoted, so a list of modes
-        (``"ANSI_QUOTES,NO_BACKSLASH_ESCAPES"``) is a syntax error and the connection fails;
-        the library sends it as a parameter instead. ``init_command`` comes after it, as the
-        drivers would run them, so that an ``init_command`` that sets the mode still wins.
-
-        :returns: the statements and their parameters (``None``: no parameters, so a ``%`` in
-            an ``init_command`` is sent as written).
-        :raises InvalidArgumentTypeError: for an ``sql_mode`` that is not a str.
-        """
-        sql_mode = options.pop("sql_mode", None)
-        if sql_mode is None:
-            return []
-        if not isinstance(sql_mode, str):
-            raise InvalidArgumentTypeError(f"sql_mode must be a str, not {type(sql_mode).__name__}")
-        setup: list[tuple[str, tuple[Any, ...] | None]] = [("SET sql_mode=%s", (sql_mode,))]
-        init_command = options.pop("init_command", None)
-        if init_command is not None:
-            setup.append((init_command, None))
-        return setup
 
     def tls_context(self, request: TlsRequest) -> ssl.SSLContext | None:
         """The ``ssl`` argument that gives both drivers the meaning of ``request``.

@@ -36,7 +36,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, ClassVar
 
-from ..connectoptions import LIBRARY_CHARSET, check_connect_options
+from ..connectoptions import (
+    LIBRARY_CHARSET,
+    SessionStatement,
+    check_connect_options,
+    session_statements,
+    without_session_options,
+)
 from ..errors import (
     DriverNotInstalledError,
     InvalidArgumentError,
@@ -172,13 +178,13 @@ class DriverAdapter(DbApiFacts):
         """
         options = self.connect_options(kwargs, read_timeout)
         raw = self.connect_function()(*args, **options)
-        self._settle(raw, options, tls_request(kwargs))
+        self._settle(raw, options, kwargs)
         return raw
 
-    def _settle(self, raw: Any, options: dict[str, Any], tls: TlsRequest) -> None:
+    def _settle(self, raw: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> None:
         """Run :meth:`after_connect`; a connection it fails on is closed, never leaked."""
         try:
-            self.after_connect(raw, options, tls)
+            self.after_connect(raw, options, tls_request(kwargs), session_statements(kwargs))
         except BaseException:
             self.close(raw)
             raise
@@ -292,6 +298,7 @@ class DriverAdapter(DbApiFacts):
         }
         options.update(self.tls_options(tls_request(kwargs)))
         options.update(self.owned_options())
+        without_session_options(options)  # sent by after_connect()
         for key in self.timeout_kwargs:
             if options.get(key) is not None:
                 options[key] = self.encode_read_timeout(float(options[key]))
@@ -335,7 +342,13 @@ class DriverAdapter(DbApiFacts):
             options["ssl_verify_identity"] = tls.verify_identity
         return options
 
-    def after_connect(self, raw: Any, options: dict[str, Any], tls: TlsRequest) -> None:
+    def after_connect(
+        self,
+        raw: Any,
+        options: dict[str, Any],
+        tls: TlsRequest,
+        setup: Sequence[SessionStatement] = (),
+    ) -> None:
         """Check and undo what the user's options may have done to the new session.
 
         A session that must be encrypted is checked for a cipher, whatever the driver did: a
@@ -347,6 +360,9 @@ class DriverAdapter(DbApiFacts):
         :param raw: the new connection.
         :param options: the options it was opened with.
         :param tls: the TLS the user asked for.
+        :param setup: statements to run in place of the driver (the user's ``sql_mode``, see
+            :func:`~PyMySQLLock.connectoptions.session_statements`), followed by
+            :meth:`after_setup`.
         :raises LockConnectionError: when the session is not encrypted but must be.
         """
         if tls.must_encrypt:
@@ -356,8 +372,27 @@ class DriverAdapter(DbApiFacts):
                     f"the connection is not encrypted, but ssl_mode={tls.mode.name} requires "
                     "TLS (does the server have a certificate?)"
                 )
-        if self.charset_changing_options & options.keys():
+        if setup:
+            cursor = raw.cursor()
+            try:
+                for statement, params in setup:
+                    if params is None:
+                        cursor.execute(statement)
+                    else:
+                        cursor.execute(statement, params)
+                    if cursor.description:
+                        cursor.fetchall()  # an init_command that returns rows
+            finally:
+                cursor.close()
+            self.after_setup(raw)
+        if setup or self.charset_changing_options & options.keys():
             self.reset_charset(raw)
+
+    def after_setup(self, raw: Any) -> None:
+        """Called once the library's session statements (``sql_mode``) ran; by default nothing.
+
+        For a driver that caches session state those statements changed.
+        """
 
     def reset_charset(self, raw: Any) -> None:
         """Set the session's and the driver's character set to the library's."""

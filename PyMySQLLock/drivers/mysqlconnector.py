@@ -62,6 +62,16 @@ class MySQLConnectorAdapter(DriverAdapter):
             raise
         return raw
 
+    def after_setup(self, raw: Any) -> None:
+        """Tell the connector the ``sql_mode`` the library's statements set.
+
+        The connector escapes parameters for the ``sql_mode`` it cached, and it read that
+        before the library's ``SET sql_mode`` ran: without this it would escape names for the
+        old mode (backslashes under ``NO_BACKSLASH_ESCAPES``, a syntax error).
+        """
+        rows = self.query_all(self.cursor(raw), "SELECT @@session.sql_mode")
+        raw.sql_mode = str(rows[0][0])  # mode names from the server: safe to paste
+
     def connect_options(self, kwargs: dict[str, Any], read_timeout: float) -> dict[str, Any]:
         """Add the lock-connection options; older releases have no ``read_timeout``."""
         options = super().connect_options(kwargs, read_timeout)

@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..tls import SslMode, TlsRequest, build_context, tls_request
+from ..tls import SslMode, TlsRequest, build_context
 from .base import ConnectFunction, DriverAdapter
 
 if TYPE_CHECKING:
@@ -48,10 +48,9 @@ class PyMySQLAdapter(DriverAdapter):
         """Open a connection, reusing the preferred-mode TLS context when that is safe."""
         options = self.connect_options(kwargs, read_timeout)
         options.pop("defer_connect", None)  # only False gets here: connecting is the default
-        tls = tls_request(kwargs)
         if self._custom_connect is not None:
             raw = self.connect_function()(*args, **options)
-            self._settle(raw, options, tls)
+            self._settle(raw, options, kwargs)
             return raw
         # Reusing the context writes a private attribute: not once the fast paths are off.
         reuse_tls = self.fast_paths and not (self._TLS_OPTIONS & options.keys())
@@ -66,7 +65,7 @@ class PyMySQLAdapter(DriverAdapter):
         raw.connect(self._unix_socket(options))
         if reuse_tls and not extra and getattr(raw, "_ssl_required", True) is False:
             self._preferred_tls_context = getattr(raw, "ctx", None)
-        self._settle(raw, options, tls)
+        self._settle(raw, options, kwargs)
         return raw
 
     dropped_options = DriverAdapter.dropped_options | {"conv"}

@@ -135,9 +135,9 @@ class AbandonedWaits:
     :meth:`add` only notes the closed session's id. One task at a time, started with
     ``start`` (so that ``AsyncLocker.close()`` waits for it), looks the noted sessions up in
     the process list and kills those still in a ``GET_LOCK`` or holding the lock they asked
-    for (granted just before the close), on an idle session of the pool
-    or one it opens and then pools: a storm of cancellations costs one session, not one each.
-    Its failures are logged, never raised.
+    for (granted just before the close). It runs on an idle session of the pool, or one it
+    opens and then pools: a storm of cancellations costs one session, not one each. Its
+    failures are logged, never raised.
 
     :param pool: the pool whose sessions look and kill.
     :param start: runs a coroutine as a task that ``AsyncLocker.close()`` waits for.

@@ -321,7 +321,7 @@ async def test_arguments_are_checked(
         await locker.lock(lock_name).acquire(timeout=-2)
     with pytest.raises(InvalidArgumentError, match="write_timeout"):
         make_async_locker(write_timeout=5)
-    with pytest.raises(InvalidArgumentError, match="TLS files"):
+    with pytest.raises(InvalidArgumentError, match="cannot read the ssl_ca file"):
         make_async_locker(ssl_ca="/nonexistent/ca.pem")
     with pytest.raises(InvalidArgumentError):
         make_async_locker(ssl_mode="SOMETIMES")

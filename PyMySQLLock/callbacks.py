@@ -9,13 +9,12 @@ after a short idle time, like the keepalive thread.
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 from typing import Callable
 
-__all__ = ["Dispatcher"]
+from .log import logger
 
-logger = logging.getLogger("PyMySQLLock")
+__all__ = ["Dispatcher"]
 
 
 class Dispatcher:

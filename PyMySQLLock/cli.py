@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import logging
 import math
 import os
 import signal
@@ -39,6 +38,7 @@ from .fencing_sql import DEFAULT_TABLE, validate_table
 from .holds import validate_hold
 from .listing import LockInfo
 from .locker import Locker
+from .log import NAME as LOGGER_NAME, cancel, logger, when_imported
 from .names import server_name, validate_name
 from .runner import (
     CONNECTION_ID_ENV,
@@ -80,8 +80,6 @@ __all__ = [
     "resolve_connection",
     "split_command_line",
 ]
-
-logger = logging.getLogger("PyMySQLLock")
 
 PROG = "pymysqllock"
 _DRIVER_CHOICES = one_of(DRIVER_NAMES)
@@ -818,22 +816,43 @@ def _error(message: str) -> None:
 
 @contextlib.contextmanager
 def _logging(verbose: int) -> Iterator[None]:
-    """Send the library's log to stderr while the command runs; undone afterwards."""
-    handler = logging.StreamHandler(sys.stderr)
-    if verbose <= 0:
-        level, layout = logging.WARNING, f"{PROG}: %(levelname)s: %(message)s"
+    """Send the library's log to stderr while the command runs; undone afterwards.
+
+    Without ``-v`` only warnings are shown, and most runs have none: the handler is then added
+    when the first record comes (:func:`PyMySQLLock.log.when_imported`), so that such a run
+    never imports :mod:`logging`.
+    """
+    added: list[tuple[Any, int]] = []
+
+    def add() -> None:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        if verbose <= 0:
+            level, layout = logging.WARNING, f"{PROG}: %(levelname)s: %(message)s"
+        else:
+            level = logging.INFO if verbose == 1 else logging.DEBUG
+            layout = f"%(asctime)s {PROG}[%(process)d] %(levelname)s %(message)s"
+        handler.setFormatter(logging.Formatter(layout))
+        library = logging.getLogger(LOGGER_NAME)
+        added.append((handler, library.level))
+        library.addHandler(handler)
+        library.setLevel(level)
+
+    if verbose > 0 or "logging" in sys.modules:
+        add()
     else:
-        level = logging.INFO if verbose == 1 else logging.DEBUG
-        layout = f"%(asctime)s {PROG}[%(process)d] %(levelname)s %(message)s"
-    handler.setFormatter(logging.Formatter(layout))
-    saved_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
+        when_imported(add)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved_level)
+        cancel(add)
+        for handler, saved_level in added:
+            import logging
+
+            library = logging.getLogger(LOGGER_NAME)
+            library.removeHandler(handler)
+            library.setLevel(saved_level)
 
 
 def _fail(code: int, message: str) -> int:

@@ -10,18 +10,16 @@ handles the password: it is never logged, and :class:`ConnectionOptions` never s
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from typing import Any, Callable
 
 from .config import parse_url
 from .drivers import resolve_adapter
 from .locker import Locker
+from .log import logger
 from .tls import check_files, tls_request
 
 __all__ = ["URL_ENV", "ConnectionOptions", "UsageError", "open_locker", "resolve_connection"]
-
-logger = logging.getLogger("PyMySQLLock")
 
 #: The environment variable holding the connection URL.
 URL_ENV = "PYMYSQLLOCK_URL"

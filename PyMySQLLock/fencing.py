@@ -10,7 +10,6 @@ a token after its successor did, as it could on any other connection.
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,13 +28,12 @@ from .fencing_sql import (
     validate_table,
 )
 from .lock import Lock, LockHost
+from .log import logger
 
 if TYPE_CHECKING:
     from .server import ServerInfo
 
 __all__ = ["FenceTable", "FencedLock", "prepare_table"]
-
-logger = logging.getLogger("PyMySQLLock")
 
 
 class FenceTable:

@@ -14,21 +14,19 @@ locks go with its connections.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, LockError
 from .keepalive import KeepaliveDeadError
+from .log import logger
 from .timeouts import _number
 
 if TYPE_CHECKING:
     from .lock import Lock
 
 __all__ = ["MAX_HOLD", "end_run", "hold_remaining", "keeps_hold", "release_after", "validate_hold"]
-
-logger = logging.getLogger("PyMySQLLock")
 
 #: The longest minimum hold: one day (a longer one is a schedule, not a hold).
 MAX_HOLD = 86400.0

@@ -22,15 +22,14 @@ import contextlib
 import functools
 import heapq
 import itertools
-import logging
 import selectors
 import threading
 import time
 from typing import Callable, Protocol, TypeVar
 
-__all__ = ["Keepalive", "KeepaliveDeadError", "Watched"]
+from .log import logger
 
-logger = logging.getLogger("PyMySQLLock")
+__all__ = ["Keepalive", "KeepaliveDeadError", "Watched"]
 
 T = TypeVar("T")
 

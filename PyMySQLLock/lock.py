@@ -8,7 +8,6 @@ that session every refresh interval and reports the lock lost as soon as it no l
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import threading
@@ -30,6 +29,7 @@ from .errors import (
     LockTimeoutError,
 )
 from .lockargs import lock_arguments
+from .log import DEBUG, INFO, logger
 from .loss import LossCause, LossReason
 from .pool import SessionPool
 from .statements import (
@@ -54,8 +54,6 @@ from .timeouts import (
 )
 
 __all__ = ["Lock", "LockHost"]
-
-logger = logging.getLogger("PyMySQLLock")
 
 _IDLE, _ACQUIRING, _HELD, _LOST = "idle", "acquiring", "held", "lost"
 #: How often a MySQL wait shorter than a second retries; MySQL rounds fractional timeouts.
@@ -513,7 +511,7 @@ class Lock:
             if mine:
                 self._abandon_acquire()
             raise
-        if logger.isEnabledFor(logging.DEBUG):  # one call instead of two when off
+        if logger.isEnabledFor(DEBUG):  # one call instead of two when off
             waited = self._acquired_at - self._wait_began
             progress.log_acquired(self._name, waited, session.connection_id)
         return True
@@ -546,11 +544,7 @@ class Lock:
         deadline = began + seconds
         # A long wait says who it waits for (at INFO); a quick acquire never asks, and sends
         # nothing more. Reports need the wait cut at whole seconds up to each report.
-        report_at = (
-            began + progress.FIRST_REPORT_SECONDS
-            if progress.logger.isEnabledFor(logging.INFO)
-            else math.inf
-        )
+        report_at = began + progress.FIRST_REPORT_SECONDS if logger.isEnabledFor(INFO) else math.inf
         session, reused = pool.checkout()
         while True:
             # No mutex: cancel() sets the flag before it reads _waiting, and this thread sets
@@ -753,7 +747,7 @@ class Lock:
             # twice, and a session serves one lock): it now holds nothing and may serve the
             # next acquire.
             self._pool.checkin(session)
-            if logger.isEnabledFor(logging.DEBUG):
+            if logger.isEnabledFor(DEBUG):
                 progress.log_released(self._name, time.monotonic() - self._acquired_at)
             return
         self._pool.discard(session)

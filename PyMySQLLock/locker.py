@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import threading
 import time
@@ -28,6 +27,7 @@ from .holds import end_run, validate_hold
 from .keepalive import Keepalive, KeepaliveDeadError
 from .listing import LockInfo
 from .lock import Lock, OnLost
+from .log import logger
 from .names import server_name, validate_name, validate_namespace
 from .pool import SessionPool
 from .server import ServerInfo
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from .semaphore import Semaphore
 
 __all__ = ["Locker"]
-
-logger = logging.getLogger("PyMySQLLock")
 
 #: Seconds a lock connection may wait for one server answer before it counts as lost.
 DEFAULT_PING_TIMEOUT = 10.0

@@ -12,7 +12,6 @@ of :mod:`~PyMySQLLock.statements`. Neither :class:`~PyMySQLLock.Lock` nor
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -23,12 +22,11 @@ from .connection import Session, SessionLost, StatementFailed, died_in_pool, kee
 from .connectoptions import describe_target, redact_secrets, rejected_arguments
 from .drivers import DriverAdapter
 from .errors import LockConnectionError, LockError
+from .log import logger
 from .server import PROBE_SQL, ServerInfo
 from .timeouts import chunk_seconds
 
 __all__ = ["SessionPool"]
-
-logger = logging.getLogger("PyMySQLLock")
 
 T = TypeVar("T")
 

@@ -12,9 +12,9 @@ answer and the wording; :class:`~PyMySQLLock.Lock` runs it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from .log import logger
 from .values import value
 
 __all__ = [
@@ -27,8 +27,6 @@ __all__ = [
     "log_released",
     "log_waiting",
 ]
-
-logger = logging.getLogger("PyMySQLLock")
 
 #: Seconds an acquire waits before it first logs who holds the lock.
 FIRST_REPORT_SECONDS = 1.0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import math
 import os
 import signal
@@ -31,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .cliconnect import URL_ENV
 from .lock import Lock
 from .locker import Locker
+from .log import INFO, logger
 from .timeouts import FOREVER
 
 __all__ = [
@@ -45,8 +45,6 @@ __all__ = [
     "inheritable_fds",
     "redact_url",
 ]
-
-logger = logging.getLogger("PyMySQLLock")
 
 #: Set for the command of ``run``: the lock name, and the id of the session that holds it.
 LOCK_NAME_ENV = "PYMYSQLLOCK_LOCK_NAME"
@@ -244,7 +242,7 @@ class Runner:
             logger.info("got signal %d while waiting for lock %r", signum, args.name)
             return EXIT_SIGNAL_BASE + signum
         if not acquired:
-            if logger.isEnabledFor(logging.INFO):
+            if logger.isEnabledFor(INFO):
                 holder = locker.holder(args.name)
                 logger.info("lock %r is busy (held by connection %s)", args.name, holder)
             return int(args.conflict_exit_code)

@@ -652,6 +652,28 @@ CLI = (sys.executable, "-W", "error", "-m", "PyMySQLLock")
 _CLI_WAIT = 30.0
 
 
+def fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) in a new interpreter, to see what a process of its own imports
+    or prints; ``PYTHONWARNINGS`` is left out, the rest of the environment kept.
+
+    :returns: the finished process, whose exit status was 0.
+    """
+    import os
+    import textwrap
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 @pytest.fixture
 def launch() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """``launch(env, *args, **popen_kwargs)``: start the command line in the background."""

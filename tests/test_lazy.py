@@ -5,14 +5,11 @@ connects), and the package imports its modules on first use, so that a short pro
 from __future__ import annotations
 
 import ast
-import os
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
+from conftest import fresh_interpreter
 
 import PyMySQLLock
 from PyMySQLLock import InvalidArgumentTypeError, LockConnectionError, Locker
@@ -51,6 +48,11 @@ NOT_FOR_RUN = (
     "dis",
     # Only the drivers that need it import it (mysqlclient does not).
     "socket",
+    # The library's logger imports logging only for a record someone could see (a warning,
+    # or any once logging is imported): a run that has nothing to say never imports it.
+    "logging",
+    "traceback",
+    "tokenize",
 )
 
 
@@ -121,16 +123,7 @@ def _new_modules(code: str) -> list[str]:
 
     :returns: that list.
     """
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = fresh_interpreter(code)
     found: list[str] = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     return found
 

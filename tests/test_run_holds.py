@@ -190,6 +190,9 @@ def test_max_runtime_stops_the_whole_group(env, tmp_path, lock_name, sql, ignore
     expected = signal.SIGKILL if ignore_term else signal.SIGTERM
     assert process.returncode == 128 + expected, err
     assert "--max-runtime" in err
+    # The warning comes through the command line's handler, added when it came (a run
+    # without warnings never imports logging).
+    assert "pymysqllock: WARNING: the command ran longer than --max-runtime: stopping it" in err
     deadline = time.monotonic() + WAIT
     while _alive(grandchild):  # stopped with its group (not our child: it may linger a moment)
         assert time.monotonic() < deadline, "the grandchild outlived --max-runtime"

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, ClassVar
@@ -48,13 +47,12 @@ from ..errors import (
     InvalidArgumentError,
     LockConnectionError,
 )
+from ..log import logger
 from ..statements import connection_lost
 from ..timeouts import validate_driver_timeout
 from ..tls import CIPHER_SQL, TLS_KWARGS, SslMode, TlsRequest, check_files, tls_request
 
 __all__ = ["ConnectFunction", "DbApiFacts", "DriverAdapter"]
-
-logger = logging.getLogger("PyMySQLLock")
 
 ConnectFunction = Callable[..., Any]
 

@@ -94,10 +94,16 @@ class _Logger:
     def _at(self, level: int, msg: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if level < WARNING and "logging" not in sys.modules:
             return
-        # Skip this module's two frames: the record names the library's caller. The real
-        # logger decides, as when it was called directly (one level check per record).
+        # The common case in an application, which has imported logging: a DEBUG record of
+        # the acquire path that nobody wants. Ask the real logger's cached level first, as a
+        # direct call would, before building anything (the lock and release paths log twice
+        # per cycle).
+        real = _library[0] if _library and not _setups else _real()
+        if not real.isEnabledFor(level):
+            return
+        # Skip this module's two frames: the record names the library's caller.
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 2
-        _real().log(level, msg, *args, **kwargs)
+        real.log(level, msg, *args, **kwargs)
 
     def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
         """As :meth:`logging.Logger.debug`."""

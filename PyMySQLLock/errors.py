@@ -124,6 +124,10 @@ class DeadlockError(LockError, RuntimeError):
     session that holds nothing, so crossed waits between PyMySQLLock locks end at their
     timeouts instead. Take several locks in one fixed order, with timeouts.
 
+    Also raised at once, before anything is sent, for an acquire without timeout of a name
+    that its caller (the thread; in :mod:`PyMySQLLock.aio`, the task) already holds through
+    another lock object of the same Locker: that wait would never end.
+
     .. versionadded:: 1.0
     """
 

@@ -123,6 +123,9 @@ def release_after(lock: Lock, acquired_at: float, hold: float) -> None:
         lock.release()
         return
     logger.debug("lock %r kept for %.3f s more (minimum hold)", lock.name, remaining)
+    # The keepalive thread releases it, not this one: this thread may wait for it (see
+    # PyMySQLLock.selfwait), and that wait ends with the hold.
+    lock.locker._holders.disown(lock.server_name, lock)
     try:
         lock.locker._keepalive.watch(_ReleaseAt(lock), remaining)
     except KeepaliveDeadError:

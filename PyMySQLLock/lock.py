@@ -20,7 +20,6 @@ from .callbacks import Dispatcher
 from .connection import Session, SessionLost, StatementFailed
 from .errors import (
     AcquireCancelledError,
-    DeadlockError,
     LockAlreadyHeldError,
     LockConnectionError,
     LockError,
@@ -32,6 +31,7 @@ from .lockargs import lock_arguments
 from .log import DEBUG, INFO, logger
 from .loss import LossCause, LossReason
 from .pool import SessionPool
+from .selfwait import Holders, self_wait_error
 from .statements import (
     GET_LOCK,
     INTERRUPTED_CODES,
@@ -82,16 +82,13 @@ class LockHost(Protocol):
     #: Runs ``on_lost`` for losses found by the keepalive.
     _callbacks: Dispatcher
     #: Server name -> (the Lock holding it, the thread that acquired it).
-    _holders: dict[str, tuple[Lock, int]]
+    _holders: Holders[Lock]
 
     def _lock_held(self, lock: Lock, interval: float) -> None:
         """Start watching a lock just acquired; :raises LockError: if the Locker refuses."""
 
     def _lock_released(self, lock: Lock) -> None:
         """Stop watching a lock (released, lost, or never granted)."""
-
-    def _held_by_this_thread(self, lock: Lock) -> Lock | None:
-        """The other Lock through which the calling thread holds ``lock``'s name, if any."""
 
 
 #: This process's id, kept current by a fork hook: a Lock compares it with its owner's on every
@@ -466,17 +463,11 @@ class Lock:
             else validate_interval(refresh_interval_secs)
         )
         self._forget_parent()
-        if (
-            seconds == math.inf
-            and self._locker._holders
-            and self._locker._held_by_this_thread(self) is not None
+        holders = self._locker._holders
+        if holders and (
+            holders.self_wait(self._server_name, self, seconds, threading.get_ident) is not None
         ):
-            # A finite wait just times out, as in PyMySQLLock 0.2.0; an endless one never would.
-            raise DeadlockError(
-                f"lock {self._name!r} is already held by this thread through another Lock "
-                "object of the same Locker: waiting for it would wait on itself. Use the Lock "
-                "that holds it, or release that one first"
-            )
+            raise self_wait_error(self._name, "thread", "Lock", "Locker")
         mine = False  # whether this call made the lock _ACQUIRING (and must undo it)
         try:
             with self._mutex:

@@ -30,6 +30,7 @@ from .lock import Lock, OnLost
 from .log import logger
 from .names import server_name, validate_name, validate_namespace
 from .pool import SessionPool
+from .selfwait import Holders
 from .server import ServerInfo
 from .timeouts import (
     DEFAULT_REFRESH_INTERVAL,
@@ -180,7 +181,7 @@ class Locker:
         self._held: set[Lock] = set()
         # Server name -> (the Lock holding it, the thread that acquired it): lets an acquire
         # see at once that its own thread already holds the name through another Lock.
-        self._holders: dict[str, tuple[Lock, int]] = {}
+        self._holders: Holders[Lock] = Holders()
         self._keepalive = Keepalive(
             f"PyMySQLLock-keepalive-{id(self):x}",
             self._read_timeout,
@@ -728,7 +729,7 @@ class Locker:
         self._held.add(lock)
         # Called by the acquiring thread; no other Lock of this Locker can hold the same name
         # now (the server grants it to one session), so the entry is this lock's alone.
-        self._holders[lock.server_name] = (lock, threading.get_ident())
+        self._holders.granted(lock.server_name, lock, threading.get_ident())
         refusal = self._pool.refusal
         if refusal is not None:
             raise LockError(refusal)
@@ -748,20 +749,8 @@ class Locker:
     def _lock_released(self, lock: Lock) -> None:
         self._held.discard(lock)
         # Before RELEASE_LOCK is sent: no new holder of the name can have registered yet.
-        entry = self._holders.get(lock.server_name)
-        if entry is not None and entry[0] is lock:
-            del self._holders[lock.server_name]
+        self._holders.forget(lock.server_name, lock)
         self._keepalive.unwatch(lock)
-
-    def _held_by_this_thread(self, lock: Lock) -> Lock | None:
-        """Find the Lock through which the calling thread already holds ``lock``'s name.
-
-        :returns: that other Lock of this Locker, or ``None``.
-        """
-        entry = self._holders.get(lock.server_name)
-        if entry is None or entry[0] is lock or entry[1] != threading.get_ident():
-            return None
-        return entry[0]
 
     # -- fork ---------------------------------------------------------------------------------
 

@@ -93,7 +93,8 @@ def test_lock_and_pool_do_not_know_the_locker() -> None:
 
 def test_the_pure_modules_do_no_io() -> None:
     io = {"PyMySQLLock.connection", "PyMySQLLock.drivers", "PyMySQLLock.pool"}
-    for module in ("PyMySQLLock.statements", "PyMySQLLock.names", "PyMySQLLock.timeouts"):
+    pure = ("statements", "names", "timeouts", "selfwait")
+    for module in (f"PyMySQLLock.{name}" for name in pure):
         runtime, types = GRAPH[module]
         assert not (runtime | types) & io, module
 

@@ -417,6 +417,20 @@ def test_a_recursive_synchronized_call_is_refused_not_hung(locker, lock_name):
     assert locker.holder(lock_name) is None
 
 
+def test_a_minimum_hold_is_waited_for_by_the_thread_that_ran_the_job(locker, lock_name):
+    # The keepalive thread releases a lock that hold_at_least keeps after the job returned:
+    # waiting for it ends then, so it is no self-wait.
+    runs = []
+
+    @locker.synchronized(lock_name, hold_at_least=0.3)
+    def job() -> int:
+        runs.append(1)
+        return len(runs)
+
+    assert job() == 1
+    assert job() == 2
+
+
 def test_another_thread_holding_the_name_is_waited_for(locker, lock_name, spawn):
     released = threading.Event()
     held = threading.Event()

@@ -39,6 +39,9 @@ async def release_after(lock: AsyncLock, acquired_at: float, hold: float) -> Non
         await lock.release()
         return
     logger.debug("lock %r kept for %.3f s more (minimum hold)", lock.name, remaining)
+    # A task of the AsyncLocker releases it, not this one: this task may wait for it (see
+    # PyMySQLLock.selfwait), and that wait ends with the hold.
+    lock.locker._holders.disown(lock.server_name, lock)
     lock.locker._keep(_release_later(lock, lock._hold, remaining))
 
 

@@ -38,6 +38,7 @@ from ..errors import (
 from ..lockargs import lock_arguments
 from ..loss import LossCause, LossReason
 from ..progress import HOLDER_DETAILS, holder_from_row
+from ..selfwait import self_wait_error
 from ..statements import (
     GET_LOCK,
     RELEASE_LOCK,
@@ -248,7 +249,10 @@ class AsyncLock:
         :returns: ``True`` once held; ``False`` only when the timeout expired (error 1205
             counts as an expired wait, as for :meth:`PyMySQLLock.Lock.acquire`).
         :raises LockAlreadyHeldError: if this object holds the lock or is acquiring it.
-        :raises DeadlockError: if waiting would deadlock with another session.
+        :raises DeadlockError: if waiting would deadlock with another session, or (with an
+            endless timeout) with the calling task itself: it holds the name through another
+            AsyncLock of this AsyncLocker. A finite timeout then simply expires; another
+            task, a child task included, waits for the release as usual.
         :raises AcquireInterruptedError: if the server ended the wait (``KILL QUERY``, a
             statement time limit).
         :raises LockConnectionError: if the server cannot be reached.
@@ -263,6 +267,11 @@ class AsyncLock:
             if refresh_interval_secs is None
             else validate_interval(refresh_interval_secs)
         )
+        holders = self._locker._holders
+        if holders and (
+            holders.self_wait(self._server_name, self, seconds, asyncio.current_task) is not None
+        ):
+            raise self_wait_error(self._name, "task", "AsyncLock", "AsyncLocker")
         if self._state in (_HELD, _ACQUIRING):
             raise LockAlreadyHeldError(f"lock {self._name!r} is already {self._state}")
         self._state = _ACQUIRING

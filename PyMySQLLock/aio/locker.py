@@ -18,6 +18,7 @@ from ..fencing import FenceTable
 from ..fencing_sql import DEFAULT_TABLE
 from ..holds import validate_hold
 from ..names import server_name, validate_name, validate_namespace
+from ..selfwait import Holders
 from ..server import ServerInfo
 from ..statements import (
     HOLDER,
@@ -143,6 +144,9 @@ class AsyncLocker:
         self._pool = AsyncPool(self._adapter, connect_kwargs, read_timeout, pool_size)
         self._keepalive = AsyncKeepalive()
         self._held: set[AsyncLock] = set()
+        # Server name -> (the AsyncLock holding it, the task that acquired it): lets an
+        # acquire see at once that its own task already holds the name through another lock.
+        self._holders: Holders[AsyncLock] = Holders()
         self._callbacks: set[asyncio.Task[Any]] = set()
         self._elections: set[AsyncElection] = set()
         self._kept: set[asyncio.Task[None]] = set()
@@ -626,10 +630,15 @@ class AsyncLocker:
 
     def _lock_held(self, lock: AsyncLock, hold: object, interval: float) -> None:
         self._held.add(lock)
+        # Called by the acquiring task; the server grants a name to one session at a time,
+        # so no other lock of this AsyncLocker has an entry for it now.
+        self._holders.granted(lock.server_name, lock, asyncio.current_task())
         self._keepalive.watch(lock, hold, interval)
 
     def _lock_released(self, lock: AsyncLock) -> None:
         self._held.discard(lock)
+        # Before RELEASE_LOCK is sent: no new holder of the name can have registered yet.
+        self._holders.forget(lock.server_name, lock)
         self._keepalive.unwatch()
 
     def _keep(self, release: Coroutine[Any, Any, None]) -> None:

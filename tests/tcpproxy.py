@@ -8,6 +8,10 @@
 >>> proxy.keep_upstream()  # a client's close no longer reaches the server
 >>> proxy.close()  # stop listening, close everything, join every thread
 
+``ProxyProcess`` runs the same proxy in a process of its own, with the same methods: for tests
+of the asyncio API, whose event loop must not share the interpreter lock with the proxy's
+pumps (two threads per connection: under load, waiting for that lock is a blocked loop step).
+
 The proxy listens on ``127.0.0.1`` on a port of its own and opens one upstream connection per
 accepted client. Each direction of each connection is pumped by a thread of its own.
 
@@ -29,9 +33,11 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import subprocess
+import sys
 import threading
 
-__all__ = ["TcpProxy"]
+__all__ = ["ProxyProcess", "TcpProxy"]
 
 #: Seconds a pump or the acceptor waits between looks at the proxy's flags.
 _TICK = 0.02
@@ -199,3 +205,107 @@ class TcpProxy:
         except (OSError, ValueError):
             pass  # a socket was closed under us (sever, close, or the peer's reset)
         pair.close()
+
+
+#: The commands a :class:`ProxyProcess` sends its proxy, one line each; each is answered with
+#: one line (``accepted`` with the count, the others with ``ok``).
+_COMMANDS = ("accepted", "sever", "blackhole", "keep_upstream", "restore")
+
+
+def _serve(host: str, port: int) -> None:
+    """The proxy process: print the listening port, then obey commands until stdin closes."""
+    with TcpProxy(host, port) as proxy:
+        print(proxy.port, flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "accepted":
+                print(proxy.accepted, flush=True)
+                continue
+            if command not in _COMMANDS:
+                print(f"unknown command {command!r}", flush=True)
+                continue
+            getattr(proxy, command)()
+            print("ok", flush=True)
+
+
+class ProxyProcess:
+    """A :class:`TcpProxy` in a child process, driven through its standard input and output.
+
+    :param host: the upstream host.
+    :param port: the upstream port.
+    """
+
+    #: Seconds the child gets to start, answer a command, or end.
+    TIMEOUT = 30.0
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.host = "127.0.0.1"
+        self._child = subprocess.Popen(
+            [sys.executable, __file__, host, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.port = int(self._answer())
+
+    def __enter__(self) -> ProxyProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _answer(self) -> str:
+        assert self._child.stdout is not None
+        ready, _, _ = select.select([self._child.stdout], [], [], self.TIMEOUT)
+        if not ready:
+            raise TimeoutError(f"the proxy process gave no answer in {self.TIMEOUT} s")
+        line = self._child.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"the proxy process ended (status {self._child.poll()})")
+        return line
+
+    def _command(self, command: str) -> str:
+        assert self._child.stdin is not None
+        self._child.stdin.write(command + "\n")
+        self._child.stdin.flush()
+        return self._answer()
+
+    @property
+    def accepted(self) -> int:
+        """How many client connections were accepted since the proxy started."""
+        return int(self._command("accepted"))
+
+    def sever(self) -> None:
+        """As :meth:`TcpProxy.sever`."""
+        self._command("sever")
+
+    def blackhole(self) -> None:
+        """As :meth:`TcpProxy.blackhole`."""
+        self._command("blackhole")
+
+    def keep_upstream(self) -> None:
+        """As :meth:`TcpProxy.keep_upstream`."""
+        self._command("keep_upstream")
+
+    def restore(self) -> None:
+        """As :meth:`TcpProxy.restore`."""
+        self._command("restore")
+
+    def close(self) -> None:
+        """End the proxy process, which closes every connection (idempotent)."""
+        if self._child.poll() is None:
+            assert self._child.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                self._child.stdin.close()
+            try:
+                self._child.wait(self.TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+        if self._child.stdout is not None:
+            self._child.stdout.close()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]))

@@ -36,13 +36,16 @@ class Dispatcher:
     @property
     def thread(self) -> threading.Thread | None:
         """The running thread, if any."""
-        return self._thread
+        thread = self._thread
+        return thread if thread is not None and thread.is_alive() else None
 
     def submit(self, call: Callable[[], object]) -> None:
         """Run ``call()`` soon on the dispatcher's thread; returns at once."""
         with self._lock:
             self._queue.append(call)
-            if self._thread is None:
+            # A thread an interrupt kept from starting would leave every callback queued for
+            # good: it counts as none (see Keepalive._publish).
+            if self._thread is None or not self._thread.is_alive():
                 thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread = thread
                 thread.start()
@@ -50,6 +53,9 @@ class Dispatcher:
                 self._cond.notify()
 
     def _run(self) -> None:
+        with self._lock:
+            if self._thread is not threading.current_thread():
+                return  # replaced before it ran (see Keepalive._run); that one runs the queue
         while True:
             with self._lock:
                 if not self._queue:

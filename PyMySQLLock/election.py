@@ -152,7 +152,7 @@ class Election(ElectionViews[Lock, Term]):
             return self.term
 
     def __repr__(self) -> str:
-        return self._describe(self._thread is not None)
+        return self._describe(self._thread is not None and self._thread.is_alive())
 
     # -- control ------------------------------------------------------------------------------
 
@@ -162,7 +162,8 @@ class Election(ElectionViews[Lock, Term]):
         :returns: this election.
         """
         with self._cond:
-            if self._thread is not None:
+            # A thread an interrupt kept from starting never campaigns: start another.
+            if self._thread is not None and self._thread.is_alive():
                 return self
             self._stopping = False
             self._thread = threading.Thread(

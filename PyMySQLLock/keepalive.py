@@ -135,7 +135,8 @@ class Keepalive:
     @property
     def thread(self) -> threading.Thread | None:
         """The running keepalive thread, if any."""
-        return self._thread
+        thread = self._thread
+        return thread if thread is not None and thread.is_alive() else None
 
     def watch(self, watched: Watched, first_check_in: float) -> None:
         """Start checking ``watched``, the first time after ``first_check_in`` seconds.
@@ -162,12 +163,16 @@ class Keepalive:
                     with contextlib.suppress(ValueError):
                         self._pending.remove(entry)
                     raise KeepaliveDeadError(self.dead)
-                if self._thread is None:
+                if self._thread is None or not self._thread.is_alive():
+                    # No thread, or one an interrupt kept from starting (it would never
+                    # check anything, and stop() could not join it): start one. _wakes_at
+                    # says "awake" only once it runs, so that until then every watch()
+                    # comes here; the thread cannot write it before this lock is let go.
                     self._stopping = False
-                    self._wakes_at = 0.0
                     thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                     self._thread = thread
                     thread.start()
+                    self._wakes_at = 0.0
                 else:
                     self._cond.notify()
 
@@ -203,7 +208,8 @@ class Keepalive:
             self._tokens.clear()
             thread = self._thread
             self._cond.notify()
-        if thread is not None and thread is not threading.current_thread():
+        # A thread that never started (see _publish) cannot be joined, and has nothing to end.
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
             thread.join()
 
     def _live(self, entry: tuple[float, int, int, Watched]) -> bool:
@@ -275,6 +281,11 @@ class Keepalive:
         self._wakes_at = 0.0
 
     def _run(self) -> None:
+        with self._lock:
+            if self._thread is not threading.current_thread():
+                # A real signal cut Thread.start() short after the thread was created, and a
+                # later watch() started another one before this one ran: that one checks.
+                return
         try:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 - reported by _die, never re-raised

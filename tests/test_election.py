@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from interrupted import StartInterrupted
 from workerprocess import Candidates
 
 from PyMySQLLock import InvalidArgumentError, LockLostError, LockNotHeldError, Term
@@ -272,3 +273,19 @@ def test_failover_after_a_server_restart(fresh_server, worker_driver, lock_name,
                 assert int(holder) == int(line.split()[1])
     finally:
         made.close()
+
+
+def test_start_after_an_interrupted_start_campaigns(make_locker, lock_name, monkeypatch):
+    StartInterrupted(monkeypatch)
+    journal = Journal()
+    election = make_locker().election(
+        lock_name, identity="late", on_elected=journal.elected, on_demoted=journal.demoted
+    )
+    with pytest.raises(KeyboardInterrupt):
+        election.start()
+    assert repr(election).endswith("idle>")
+    # The campaign thread never ran: start() must start one, not take it for running.
+    election.start()
+    assert journal.next(10) == ("elected", "late", None)
+    election.stop()
+    assert journal.next(10) == ("demoted", "late", "stopped")

@@ -11,7 +11,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from interrupted import StartInterrupted
 
+from PyMySQLLock.callbacks import Dispatcher
 from PyMySQLLock.keepalive import Keepalive
 
 
@@ -100,3 +102,56 @@ def test_an_interval_beyond_the_clock_ends_no_checks(keepalive):
     assert near.checked.wait(2), "the thread stopped checking"
     assert keepalive.dead is None
     assert far.checks == 0
+
+
+def test_a_thread_an_interrupt_kept_from_starting_is_replaced(keepalive, monkeypatch):
+    start = StartInterrupted(monkeypatch)
+    first = Watched(60)
+    with pytest.raises(KeyboardInterrupt):
+        keepalive.watch(first, 0.01)
+    assert keepalive.thread is None
+    # A later watch() must start a thread that checks, not notify one that never ran.
+    second = Watched(60)
+    keepalive.watch(second, 0.01)
+    assert second.checked.wait(2), "nothing checks the locks after the interrupted start"
+    assert first.checked.wait(2), "the interrupted watch's entry was dropped"
+    running = keepalive.thread
+    assert running is not None
+    assert running is not start.refused[0]
+    # The refused thread, had the signal landed after it was made, would run late: it must
+    # leave at once and leave the running thread in charge.
+    start.start_late()
+    assert not start.refused[0].is_alive()
+    assert keepalive.thread is running
+    second.checked.clear()
+    keepalive.watch(second, 0.01)
+    assert second.checked.wait(2)
+
+
+def test_stop_after_an_interrupted_start_does_not_fail(keepalive, monkeypatch):
+    StartInterrupted(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        keepalive.watch(Watched(60), 0.01)
+    keepalive.stop()  # raised "cannot join thread before it is started"
+    assert keepalive.thread is None
+    again = Watched(60)
+    keepalive.watch(again, 0.01)
+    assert again.checked.wait(2), "a keepalive stopped after an interrupted start never checks"
+    keepalive.stop()
+    assert keepalive.thread is None
+
+
+def test_dispatcher_runs_its_queue_after_an_interrupted_start(monkeypatch):
+    start = StartInterrupted(monkeypatch)
+    dispatcher = Dispatcher("test-dispatcher", linger=0.05)
+    ran: list[str] = []
+    done = threading.Event()
+    with pytest.raises(KeyboardInterrupt):
+        dispatcher.submit(lambda: ran.append("first"))
+    assert dispatcher.thread is None
+    dispatcher.submit(lambda: (ran.append("second"), done.set()))
+    assert done.wait(2), "callbacks stay queued after an interrupted start"
+    assert ran == ["first", "second"]
+    start.start_late()
+    assert not start.refused[0].is_alive()
+    assert ran == ["first", "second"]

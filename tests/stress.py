@@ -152,6 +152,8 @@ class Section:
     lost: float | None = None
     killed: float | None = None
     release_cut: float | None = None
+    #: Why the library said the lock was lost (its cause and message), for the report.
+    lost_reason: str | None = None
 
     @property
     def close(self) -> float | None:
@@ -243,6 +245,7 @@ def check(
                 section.end = now
             elif kind == "lost":
                 section.lost = now
+                section.lost_reason = record.get("reason")
             else:
                 report.cut_releases += 1
                 section.release_cut = now
@@ -278,7 +281,8 @@ def check(
             if section.conn not in session_kills:
                 report.violations.append(
                     f"{section.worker} #{section.seq} reported a loss, but its connection "
-                    f"{section.conn} was never killed (false loss report)"
+                    f"{section.conn} was never killed (false loss report; the library said: "
+                    f"{section.lost_reason or 'nothing'})"
                 )
 
     def excused(section: Section, overlap_begins: float) -> bool:
@@ -458,7 +462,7 @@ def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int
                     lock.ensure_held()
                 lock.ensure_held()
             except LockLostError:
-                log.write("lost", worker=worker, driver=driver, seq=seq)
+                log.write("lost", worker=worker, driver=driver, seq=seq, reason=_why(lock))
                 lock.release()  # only cleans up: the loss is already known
                 continue
             log.write("end", worker=worker, driver=driver, seq=seq)
@@ -473,7 +477,7 @@ def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int
             else:
                 lock.release()
             if lock.lost:
-                log.write("lost", worker=worker, driver=driver, seq=seq)
+                log.write("lost", worker=worker, driver=driver, seq=seq, reason=_why(lock))
         locker.close()
     except BaseException as exc:
         log.write("error", worker=worker, driver=driver, message=f"{type(exc).__name__}: {exc}")
@@ -481,6 +485,12 @@ def worker_main(worker: str, driver: str, log_path: str, deadline: float) -> int
     finally:
         log.close()
     return 0
+
+
+def _why(lock: Any) -> str:
+    """The loss as the library reported it: its cause, and its message."""
+    reason = lock.lost_reason
+    return "unknown" if reason is None else f"{reason.cause.name}: {reason}"
 
 
 # --------------------------------------------------------------------------- the supervisor

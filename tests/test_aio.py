@@ -28,7 +28,8 @@ from PyMySQLLock import (
     LockNotHeldError,
     LockTimeoutError,
 )
-from PyMySQLLock.aio import AsyncLock, AsyncLocker
+from PyMySQLLock.aio import AsyncLock, AsyncLocker, keepalive as keepalive_module
+from PyMySQLLock.aio.keepalive import AsyncKeepalive
 from PyMySQLLock.errors import DriverNotInstalledError
 from PyMySQLLock.loss import LossCause
 
@@ -186,6 +187,45 @@ async def test_lost_by_kill_is_detected_by_the_keepalive(
     with pytest.raises(LockNotHeldError):
         await plain.release()
     await coro.release()
+
+
+async def test_locks_due_beyond_one_batch_are_all_checked(
+    make_async_locker: MakeAsync, lock_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One wake-up of the keepalive starts a bounded batch of checks (so that the checks under
+    # way fit the collector's youngest generation); locks due beyond it must be checked at
+    # the next wake-up, not an interval later, and every loss among them reported in time.
+    monkeypatch.setattr(keepalive_module, "_batch_limit", lambda: 3)
+    batches: list[int] = []
+    fire = AsyncKeepalive._fire
+
+    def counting_fire(self: AsyncKeepalive, loop: asyncio.AbstractEventLoop) -> None:
+        before = len(self._checks)
+        fire(self, loop)
+        batches.append(len(self._checks) - before)
+
+    monkeypatch.setattr(AsyncKeepalive, "_fire", counting_fire)
+    locker, admin = make_async_locker(), make_async_locker()
+    reported: asyncio.Queue[AsyncLock] = asyncio.Queue()
+    locks = [
+        locker.lock(f"{lock_name}-{n}", refresh_interval_secs=0.5, on_lost=reported.put_nowait)
+        for n in range(12)
+    ]
+    assert all(await asyncio.gather(*(lock.acquire() for lock in locks)))
+    victims = locks[1::2]
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    for lock in victims:
+        assert await admin.force_release(lock.name)
+    seen = {await asyncio.wait_for(reported.get(), 10) for _ in victims}
+    assert seen == set(victims)
+    assert loop.time() - killed_at < 3.5  # interval + 1 s, generous for a busy machine
+    assert max(batches) <= 3
+    assert sum(batches) >= len(locks)
+    survivors = locks[0::2]
+    assert all(lock.locked() and not lock.lost for lock in survivors)
+    for lock in locks:
+        await lock.release()
 
 
 async def test_async_with_exit_raises_for_a_lost_lock(

@@ -93,6 +93,7 @@ class AsyncSession:
         "_cursor",
         "_deadlines",
         "_expired",
+        "_first",
         "_loop",
         "_socket_closed",
         "_task",
@@ -119,6 +120,8 @@ class AsyncSession:
         self.raw = raw
         self.read_timeout = read_timeout
         self._cursor = cursor
+        # Bound once: a bound method made per statement would live as long as the statement.
+        self._first = adapter.query_first
         self.connection_id = adapter.connection_id(raw)
         #: Serialises the statements of the acquirer, the releaser and the keepalive.
         self.mutex = asyncio.Lock()
@@ -149,7 +152,7 @@ class AsyncSession:
 
         A plain function returning the statement's coroutine: one frame less per statement.
         """
-        return self._call(self.adapter.query_first, sql, params)
+        return self._call(self._first, sql, params)
 
     def run_all(
         self, sql: str, params: Sequence[Any] = ()

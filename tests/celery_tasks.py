@@ -10,15 +10,37 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
+from kombu.transport import filesystem
+from kombu.utils.json import dumps
 
 from PyMySQLLock import Locker
 from PyMySQLLock.contrib.celery import LockedTask
 
 BASE = Path(os.environ["PYMYSQLLOCK_CELERY_DIR"])
 JOURNAL = BASE / "journal.txt"
+
+
+def _put_whole(self: filesystem.Channel, queue: str, payload: Any, **kwargs: Any) -> None:
+    """kombu's filesystem ``_put``, but the message appears in the queue folder complete.
+
+    kombu creates the message file under its final name and writes it after: a worker polling
+    the folder in between moves it away and reads it empty, and the JSONDecodeError ends the
+    worker (seen in CI). Here the file is written under a name no queue matches, then renamed
+    (atomic within one folder); the final name has kombu's form, so the order is kept.
+    """
+    name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+    staged = os.path.join(self.data_folder_out, f".staged-{uuid.uuid4()}")
+    with open(staged, "wb") as staging:
+        staging.write(dumps(payload).encode())
+    os.rename(staged, os.path.join(self.data_folder_out, name))
+
+
+filesystem.Channel._put = _put_whole
 
 app = Celery("celery_tasks")
 app.conf.update(
